@@ -1,0 +1,81 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <caf/atom.hpp>
+#include <caf/error.hpp>
+#include <caf/make_message.hpp>
+
+namespace ft {
+
+/// All errors libft reports, in one category (`"ft"`), so a caller can match
+/// any libft failure with one comparison. The supervisor's codes carry
+/// Erlang/OTP's names so users coming from `supervisor.erl` recognise them.
+enum class errc : uint8_t {
+  /// Not an error.
+  none = 0,
+  // -- runtime API (OTP names) -----------------------------------------------
+  already_started,
+  already_present,
+  running,
+  restarting,
+  not_found,
+  /// The operation does not apply to this supervisor's strategy.
+  not_supported,
+  // -- validation of flags and child specs (OTP names) -----------------------
+  invalid_strategy,
+  invalid_intensity,
+  invalid_period,
+  invalid_restart_type,
+  invalid_shutdown,
+  invalid_child_type,
+  duplicate_child_name,
+  bad_combination,
+  /// A child spec without id or start function.
+  invalid_child_spec,
+  /// A restart delay with out-of-range parameters.
+  invalid_delay,
+  /// A configuration document that is malformed or names an unknown field.
+  invalid_config,
+  /// A config names a fault handler no one registered.
+  unknown_fault_handler,
+  // -- supervision outcomes ---------------------------------------------------
+  /// A child's start function failed (at init or on start_child).
+  start_failed,
+  /// Too many restarts within the period: the supervisor gave up.
+  restart_intensity_exceeded,
+  /// A child's restart delay policy ran out of attempts.
+  max_attempts_exceeded,
+  /// A decider or fault handler asked to escalate a child's failure.
+  escalated,
+  /// A message buffered for a restarting child overflowed the buffer.
+  buffer_full,
+  /// A message was addressed to a child that stopped and will not return.
+  child_stopped,
+};
+
+/// Returns the OTP-style name of `x`, e.g. `"already_present"`.
+const char* to_string(errc x) noexcept;
+
+/// The error category atom for libft.
+constexpr caf::atom_value error_category = caf::atom("ft");
+
+/// Converts `x` into a `caf::error` in category `"ft"`.
+caf::error make_error(errc x);
+
+/// Converts `x` into a `caf::error` with context, e.g. the offending field and
+/// value, so the message a user sees names what was wrong.
+caf::error make_error(errc x, std::string context);
+
+/// Returns whether `err` is the libft error `x`.
+bool is(const caf::error& err, errc x) noexcept;
+
+/// Renders any `caf::error` (libft's or CAF's) for humans, including context.
+std::string render(const caf::error& err);
+
+/// Renders errors of category `"ft"` for `actor_system_config::add_error_category`.
+std::string render_ft_error(uint8_t code, caf::atom_value category,
+                            const caf::message& context);
+
+} // namespace ft

@@ -1,0 +1,32 @@
+#pragma once
+
+namespace ft {
+
+// -- classes ------------------------------------------------------------------
+
+class fault_handler;
+class restart_delay_state;
+class restart_window;
+
+// -- structs ------------------------------------------------------------------
+
+struct child_counts;
+struct child_info;
+struct child_spec;
+struct restart_delay;
+struct shutdown_spec;
+struct supervisor_event;
+struct supervisor_flags;
+
+// -- enums --------------------------------------------------------------------
+
+enum class auto_shutdown : unsigned char;
+enum class child_state : unsigned char;
+enum class child_type : unsigned char;
+enum class directive : unsigned char;
+enum class errc : unsigned char;
+enum class event_kind : unsigned char;
+enum class restart_type : unsigned char;
+enum class supervision_strategy : unsigned char;
+
+} // namespace ft

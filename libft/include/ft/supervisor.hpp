@@ -1,0 +1,190 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/atom.hpp>
+#include <caf/expected.hpp>
+#include <caf/fwd.hpp>
+#include <caf/message.hpp>
+#include <caf/meta/type_name.hpp>
+
+#include "ft/child_spec.hpp"
+#include "ft/events.hpp"
+
+/// A supervisor with Erlang/OTP's semantics as a CAF actor. Create one with
+/// `spawn_supervisor`; talk to it with the helpers below (or the raw
+/// messages they send, documented on each atom).
+namespace ft {
+
+// -- message atoms ------------------------------------------------------------
+
+/// `(start_child_atom, child_spec) -> caf::actor`, or for simple_one_for_one
+/// `(start_child_atom, caf::message args) -> caf::actor`.
+using start_child_atom = caf::atom_constant<caf::atom("ftstartch")>;
+
+/// `(terminate_child_atom, std::string id) -> void`; for simple_one_for_one
+/// `(terminate_child_atom, caf::actor child) -> void`.
+using terminate_child_atom = caf::atom_constant<caf::atom("ftterminch")>;
+
+/// `(restart_child_atom, std::string id) -> caf::actor`.
+using restart_child_atom = caf::atom_constant<caf::atom("ftrestarch")>;
+
+/// `(delete_child_atom, std::string id) -> void`.
+using delete_child_atom = caf::atom_constant<caf::atom("ftdeletech")>;
+
+/// `(which_children_atom) -> std::vector<child_info>`.
+using which_children_atom = caf::atom_constant<caf::atom("ftwhichch")>;
+
+/// `(count_children_atom) -> child_counts`.
+using count_children_atom = caf::atom_constant<caf::atom("ftcountch")>;
+
+/// `(send_to_child_atom, std::string id, caf::message msg) -> reply of child`.
+/// Delivers `msg` to the child with its original sender, so the child's reply
+/// goes to the requester. While the child restarts, the message waits in a
+/// bounded buffer (see `supervisor_flags::buffer_capacity`).
+using send_to_child_atom = caf::atom_constant<caf::atom("fttochild")>;
+
+/// `(subscribe_atom, caf::actor subscriber) -> void`: the subscriber receives
+/// every `supervisor_event` from now on. `(unsubscribe_atom, caf::actor)`.
+using subscribe_atom = caf::atom_constant<caf::atom("ftsubscr")>;
+using unsubscribe_atom = caf::atom_constant<caf::atom("ftunsubscr")>;
+
+// -- introspection types ------------------------------------------------------
+
+/// A child's state as `which_children` reports it: `running`, `restarting`
+/// (a restart is pending or failed and will be retried), or `undefined`
+/// (terminated, spec kept).
+enum class child_state : uint8_t { running, restarting, undefined };
+
+const char* to_string(child_state x) noexcept;
+
+/// One row of `which_children`, as OTP's `{Id, Child, Type, Modules}`.
+struct child_info {
+  /// Empty for the dynamic children of simple_one_for_one (OTP: undefined).
+  std::string id;
+  /// Invalid unless `state == running`.
+  caf::actor actor;
+  child_state state = child_state::undefined;
+  child_type type = child_type::worker;
+};
+
+/// As OTP's `count_children`: specs, running children, and how many of the
+/// specs are supervisors and workers.
+struct child_counts {
+  size_t specs = 0;
+  size_t active = 0;
+  size_t supervisors = 0;
+  size_t workers = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, child_counts& x) {
+  return f(caf::meta::type_name("ft.child_counts"), x.specs, x.active,
+           x.supervisors, x.workers);
+}
+
+// -- spawning -----------------------------------------------------------------
+
+/// Validates `flags` and `children`, starts the children in order and
+/// returns the running supervisor. A child whose start fails aborts the
+/// start: the children already started are stopped in reverse order and the
+/// result is `start_failed` naming the child. The supervisor links to its
+/// children and traps their exits; exiting the supervisor stops its tree.
+caf::expected<caf::actor> spawn_supervisor(caf::actor_system& sys,
+                                           supervisor_flags flags,
+                                           std::vector<child_spec> children
+                                           = {});
+
+/// A child spec that runs a whole supervisor as a child (type supervisor,
+/// shutdown infinity): the building block of supervision trees.
+child_spec supervisor_child(std::string id, supervisor_flags flags,
+                            std::vector<child_spec> children,
+                            restart_type restart = restart_type::permanent);
+
+/// Spawns an actor that writes every event it receives as one line to `out`
+/// (through CAF's `aout` when `out` is `std::cout`). Subscribe it with
+/// `supervisor_flags::subscribers` or `subscribe_atom`.
+caf::actor spawn_event_logger(caf::actor_system& sys,
+                              std::ostream& out = std::cerr);
+
+// -- typed request helpers ----------------------------------------------------
+
+// Each helper sends one request and returns CAF's response handle, so the
+// caller chooses how to wait: `.then(...)` or `.await(...)` in an
+// event-based actor, `.receive(...)` in a scoped/blocking actor. `Self` is a
+// pointer to (or `caf::scoped_actor` of) the requesting actor.
+
+template <class Self>
+auto start_child(Self& self, const caf::actor& sup, child_spec spec,
+                 caf::timespan timeout = caf::infinite) {
+  return self->request(sup, timeout, start_child_atom::value,
+                       std::move(spec));
+}
+
+template <class Self>
+auto start_dynamic_child(Self& self, const caf::actor& sup, caf::message args,
+                         caf::timespan timeout = caf::infinite) {
+  return self->request(sup, timeout, start_child_atom::value,
+                       std::move(args));
+}
+
+template <class Self>
+auto terminate_child(Self& self, const caf::actor& sup, std::string id,
+                     caf::timespan timeout = caf::infinite) {
+  return self->request(sup, timeout, terminate_child_atom::value,
+                       std::move(id));
+}
+
+template <class Self>
+auto terminate_dynamic_child(Self& self, const caf::actor& sup,
+                             caf::actor child,
+                             caf::timespan timeout = caf::infinite) {
+  return self->request(sup, timeout, terminate_child_atom::value,
+                       std::move(child));
+}
+
+template <class Self>
+auto restart_child(Self& self, const caf::actor& sup, std::string id,
+                   caf::timespan timeout = caf::infinite) {
+  return self->request(sup, timeout, restart_child_atom::value,
+                       std::move(id));
+}
+
+template <class Self>
+auto delete_child(Self& self, const caf::actor& sup, std::string id,
+                  caf::timespan timeout = caf::infinite) {
+  return self->request(sup, timeout, delete_child_atom::value, std::move(id));
+}
+
+template <class Self>
+auto which_children(Self& self, const caf::actor& sup,
+                    caf::timespan timeout = caf::infinite) {
+  return self->request(sup, timeout, which_children_atom::value);
+}
+
+template <class Self>
+auto count_children(Self& self, const caf::actor& sup,
+                    caf::timespan timeout = caf::infinite) {
+  return self->request(sup, timeout, count_children_atom::value);
+}
+
+/// Sends `xs...` to child `id` through the supervisor (buffered while it
+/// restarts); the child's reply comes back to `self`.
+template <class Self, class... Ts>
+auto request_child(Self& self, const caf::actor& sup, std::string id,
+                   caf::timespan timeout, Ts&&... xs) {
+  return self->request(sup, timeout, send_to_child_atom::value, std::move(id),
+                       caf::make_message(std::forward<Ts>(xs)...));
+}
+
+} // namespace ft
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ft::child_spec)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ft::child_info)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<ft::child_info>)
