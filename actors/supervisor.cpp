@@ -2,6 +2,12 @@
 // actor. The rules (restart types, the restart window, delays, strategy
 // scopes, validation) live in ft_core; this file sequences them.
 //
+// Children are monitored, not linked: in CAF 0.17 an actor that receives an
+// exit message unlinks from its sender, and a child killed with
+// `exit_reason::kill` would take a linked supervisor with it. Instead, the
+// supervisor kills its remaining children in `on_exit`, so a supervisor that
+// is killed (or crashes) still takes its subtree down, as an OTP link would.
+//
 // Two mechanisms replace what OTP does with blocking receives:
 // - orderly termination (children stop one after another, in reverse order,
 //   each killed at its shutdown timeout) runs as a "termination" state
@@ -79,15 +85,34 @@ public:
     return "ft.supervisor";
   }
 
+  /// Runs however the supervisor ends (orderly, crashed or killed): no child
+  /// may outlive it.
+  void on_exit() override {
+    for (auto& c : children_)
+      if (c->handle)
+        caf::anon_send_exit(c->handle, caf::exit_reason::kill);
+    for (auto& kvp : dynamic_)
+      if (kvp.second->handle)
+        caf::anon_send_exit(kvp.second->handle, caf::exit_reason::kill);
+  }
+
   caf::behavior make_behavior() override {
-    set_exit_handler([this](caf::exit_msg& msg) { on_exit(msg); });
+    // Exit messages come from our parent (or whoever stops us): as OTP, a
+    // normal one is ignored, any other stops the tree and us.
+    set_exit_handler([this](caf::exit_msg& msg) {
+      if (msg.reason != caf::exit_reason::normal)
+        on_stop_request(std::move(msg.reason));
+    });
     set_down_handler([this](caf::down_msg& msg) {
       auto i = std::find_if(subscribers_.begin(), subscribers_.end(),
                             [&](const caf::actor& x) {
                               return x.address() == msg.source;
                             });
-      if (i != subscribers_.end())
+      if (i != subscribers_.end()) {
         subscribers_.erase(i);
+        return;
+      }
+      on_down(msg);
     });
     for (auto& sub : flags_.subscribers)
       subscribe(sub);
@@ -236,7 +261,7 @@ private:
     subscribers_.push_back(sub);
   }
 
-  /// Starts `c` through its start function; links to it on success.
+  /// Starts `c` through its start function.
   caf::expected<caf::actor> start(child& c) {
     caf::expected<caf::actor> res{caf::actor{}};
     try {
@@ -258,7 +283,7 @@ private:
 
   /// Takes `handle` as the running incarnation of `c`.
   void adopt(child& c, caf::actor handle, event_kind kind) {
-    link_to(handle);
+    monitor(handle);
     c.handle = std::move(handle);
     c.state = child_state::running;
     c.up_since = now_();
@@ -341,9 +366,10 @@ private:
       auto reason = step.shutdown.mode == shutdown_spec::kind::brutal_kill
                       ? caf::exit_reason::kill
                       : caf::exit_reason::user_shutdown;
+      // anon_send_exit: the victim must not unlink (see the top of file).
       for (auto& v : step.victims)
         if (v && t.waiting.count(v.id()) > 0)
-          send_exit(v, reason);
+          caf::anon_send_exit(v, reason);
       if (step.shutdown.mode == shutdown_spec::kind::timeout)
         delayed_send(this, step.shutdown.timeout, kill_timeout_atom::value,
                      t.id, static_cast<uint64_t>(step_no));
@@ -357,13 +383,18 @@ private:
     set_default_handler(caf::print_and_drop);
     then();
     replay_deferred();
+    if (stop_request_ && !busy()) {
+      auto reason = std::move(*stop_request_);
+      stop_request_.reset();
+      shutdown(std::move(reason));
+    }
   }
 
   void replay_deferred() {
     while (!deferred_.empty() && !busy() && !terminated_) {
       auto msg = std::move(deferred_.front());
       deferred_.erase(deferred_.begin());
-      on_exit(msg);
+      on_down(msg);
     }
   }
 
@@ -374,7 +405,7 @@ private:
           return;
         for (auto& v : term_->steps[step].victims)
           if (v && term_->waiting.count(v.id()) > 0)
-            send_exit(v, caf::exit_reason::kill);
+            caf::anon_send_exit(v, caf::exit_reason::kill);
       },
     };
   }
@@ -390,7 +421,17 @@ private:
 
   // -- exits ------------------------------------------------------------------
 
-  void on_exit(caf::exit_msg& msg) {
+  void on_stop_request(caf::error reason) {
+    if (busy()) {
+      // Finish the running termination first; its continuation may start
+      // children, which the shutdown then stops again.
+      stop_request_ = std::move(reason);
+      return;
+    }
+    shutdown(std::move(reason));
+  }
+
+  void on_down(caf::down_msg& msg) {
     if (terminated_)
       return;
     if (busy()) {
@@ -403,15 +444,8 @@ private:
       deferred_.push_back(std::move(msg));
       return;
     }
-    if (auto c = child_of(msg.source)) {
+    if (auto c = child_of(msg.source))
       child_exited(*c, msg.reason);
-      return;
-    }
-    // Not a child: our parent (or another linked actor) stops us. As OTP, a
-    // normal exit from a non-child is ignored.
-    if (msg.reason == caf::exit_reason::normal)
-      return;
-    shutdown(msg.reason);
   }
 
   child* child_of(const caf::actor_addr& source) {
@@ -947,7 +981,10 @@ private:
   std::vector<caf::actor> subscribers_;
 
   std::optional<termination> term_;
-  std::vector<caf::exit_msg> deferred_;
+  /// Downs of children that were not being stopped, seen while busy.
+  std::vector<caf::down_msg> deferred_;
+  /// A stop request that arrived while busy.
+  std::optional<caf::error> stop_request_;
   uint64_t next_tag_ = 0;
   uint64_t next_termination_ = 0;
   bool shutting_down_ = false;

@@ -50,7 +50,8 @@ caf::error make_error(errc x, std::string context) {
 bool is(const caf::error& err, errc x) noexcept {
   if (x == errc::none)
     return !err;
-  return err.category() == error_category
+  // CAF's category() and code() require a non-empty error.
+  return err && err.category() == error_category
          && err.code() == static_cast<uint8_t>(x);
 }
 

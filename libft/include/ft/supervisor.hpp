@@ -9,6 +9,7 @@
 #include <caf/actor.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
+#include <caf/duration.hpp>
 #include <caf/expected.hpp>
 #include <caf/fwd.hpp>
 #include <caf/message.hpp>
@@ -94,8 +95,9 @@ typename Inspector::result_type inspect(Inspector& f, child_counts& x) {
 /// Validates `flags` and `children`, starts the children in order and
 /// returns the running supervisor. A child whose start fails aborts the
 /// start: the children already started are stopped in reverse order and the
-/// result is `start_failed` naming the child. The supervisor links to its
-/// children and traps their exits; exiting the supervisor stops its tree.
+/// result is `start_failed` naming the child. The supervisor monitors its
+/// children; however it ends (orderly, crashed or killed) it stops its tree.
+/// Stop it with `caf::anon_send_exit(sup, caf::exit_reason::user_shutdown)`.
 caf::expected<caf::actor> spawn_supervisor(caf::actor_system& sys,
                                            supervisor_flags flags,
                                            std::vector<child_spec> children
@@ -122,21 +124,21 @@ caf::actor spawn_event_logger(caf::actor_system& sys,
 
 template <class Self>
 auto start_child(Self& self, const caf::actor& sup, child_spec spec,
-                 caf::timespan timeout = caf::infinite) {
+                 caf::duration timeout = caf::infinite) {
   return self->request(sup, timeout, start_child_atom::value,
                        std::move(spec));
 }
 
 template <class Self>
 auto start_dynamic_child(Self& self, const caf::actor& sup, caf::message args,
-                         caf::timespan timeout = caf::infinite) {
+                         caf::duration timeout = caf::infinite) {
   return self->request(sup, timeout, start_child_atom::value,
                        std::move(args));
 }
 
 template <class Self>
 auto terminate_child(Self& self, const caf::actor& sup, std::string id,
-                     caf::timespan timeout = caf::infinite) {
+                     caf::duration timeout = caf::infinite) {
   return self->request(sup, timeout, terminate_child_atom::value,
                        std::move(id));
 }
@@ -144,33 +146,33 @@ auto terminate_child(Self& self, const caf::actor& sup, std::string id,
 template <class Self>
 auto terminate_dynamic_child(Self& self, const caf::actor& sup,
                              caf::actor child,
-                             caf::timespan timeout = caf::infinite) {
+                             caf::duration timeout = caf::infinite) {
   return self->request(sup, timeout, terminate_child_atom::value,
                        std::move(child));
 }
 
 template <class Self>
 auto restart_child(Self& self, const caf::actor& sup, std::string id,
-                   caf::timespan timeout = caf::infinite) {
+                   caf::duration timeout = caf::infinite) {
   return self->request(sup, timeout, restart_child_atom::value,
                        std::move(id));
 }
 
 template <class Self>
 auto delete_child(Self& self, const caf::actor& sup, std::string id,
-                  caf::timespan timeout = caf::infinite) {
+                  caf::duration timeout = caf::infinite) {
   return self->request(sup, timeout, delete_child_atom::value, std::move(id));
 }
 
 template <class Self>
 auto which_children(Self& self, const caf::actor& sup,
-                    caf::timespan timeout = caf::infinite) {
+                    caf::duration timeout = caf::infinite) {
   return self->request(sup, timeout, which_children_atom::value);
 }
 
 template <class Self>
 auto count_children(Self& self, const caf::actor& sup,
-                    caf::timespan timeout = caf::infinite) {
+                    caf::duration timeout = caf::infinite) {
   return self->request(sup, timeout, count_children_atom::value);
 }
 
@@ -178,7 +180,7 @@ auto count_children(Self& self, const caf::actor& sup,
 /// restarts); the child's reply comes back to `self`.
 template <class Self, class... Ts>
 auto request_child(Self& self, const caf::actor& sup, std::string id,
-                   caf::timespan timeout, Ts&&... xs) {
+                   const caf::duration& timeout, Ts&&... xs) {
   return self->request(sup, timeout, send_to_child_atom::value, std::move(id),
                        caf::make_message(std::forward<Ts>(xs)...));
 }
