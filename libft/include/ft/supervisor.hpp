@@ -120,67 +120,68 @@ caf::actor spawn_event_logger(caf::actor_system& sys,
 // Each helper sends one request and returns CAF's response handle, so the
 // caller chooses how to wait: `.then(...)` or `.await(...)` in an
 // event-based actor, `.receive(...)` in a scoped/blocking actor. `Self` is a
-// pointer to (or `caf::scoped_actor` of) the requesting actor.
+// pointer to (or `caf::scoped_actor` of) the requesting actor; `timeout` is
+// `caf::infinite` or a `std::chrono` duration.
 
-template <class Self>
+template <class Self, class Timeout = caf::infinite_t>
 auto start_child(Self& self, const caf::actor& sup, child_spec spec,
-                 caf::duration timeout = caf::infinite) {
+                 Timeout timeout = caf::infinite) {
   return self->request(sup, timeout, start_child_atom::value,
                        std::move(spec));
 }
 
-template <class Self>
+template <class Self, class Timeout = caf::infinite_t>
 auto start_dynamic_child(Self& self, const caf::actor& sup, caf::message args,
-                         caf::duration timeout = caf::infinite) {
+                         Timeout timeout = caf::infinite) {
   return self->request(sup, timeout, start_child_atom::value,
                        std::move(args));
 }
 
-template <class Self>
+template <class Self, class Timeout = caf::infinite_t>
 auto terminate_child(Self& self, const caf::actor& sup, std::string id,
-                     caf::duration timeout = caf::infinite) {
+                     Timeout timeout = caf::infinite) {
   return self->request(sup, timeout, terminate_child_atom::value,
                        std::move(id));
 }
 
-template <class Self>
+template <class Self, class Timeout = caf::infinite_t>
 auto terminate_dynamic_child(Self& self, const caf::actor& sup,
                              caf::actor child,
-                             caf::duration timeout = caf::infinite) {
+                             Timeout timeout = caf::infinite) {
   return self->request(sup, timeout, terminate_child_atom::value,
                        std::move(child));
 }
 
-template <class Self>
+template <class Self, class Timeout = caf::infinite_t>
 auto restart_child(Self& self, const caf::actor& sup, std::string id,
-                   caf::duration timeout = caf::infinite) {
+                   Timeout timeout = caf::infinite) {
   return self->request(sup, timeout, restart_child_atom::value,
                        std::move(id));
 }
 
-template <class Self>
+template <class Self, class Timeout = caf::infinite_t>
 auto delete_child(Self& self, const caf::actor& sup, std::string id,
-                  caf::duration timeout = caf::infinite) {
+                  Timeout timeout = caf::infinite) {
   return self->request(sup, timeout, delete_child_atom::value, std::move(id));
 }
 
-template <class Self>
+template <class Self, class Timeout = caf::infinite_t>
 auto which_children(Self& self, const caf::actor& sup,
-                    caf::duration timeout = caf::infinite) {
+                    Timeout timeout = caf::infinite) {
   return self->request(sup, timeout, which_children_atom::value);
 }
 
-template <class Self>
+template <class Self, class Timeout = caf::infinite_t>
 auto count_children(Self& self, const caf::actor& sup,
-                    caf::duration timeout = caf::infinite) {
+                    Timeout timeout = caf::infinite) {
   return self->request(sup, timeout, count_children_atom::value);
 }
 
 /// Sends `xs...` to child `id` through the supervisor (buffered while it
 /// restarts); the child's reply comes back to `self`.
-template <class Self, class... Ts>
+template <class Self, class Timeout, class... Ts>
 auto request_child(Self& self, const caf::actor& sup, std::string id,
-                   const caf::duration& timeout, Ts&&... xs) {
+                   Timeout timeout, Ts&&... xs) {
   return self->request(sup, timeout, send_to_child_atom::value, std::move(id),
                        caf::make_message(std::forward<Ts>(xs)...));
 }
