@@ -114,6 +114,9 @@ public:
       }
       on_down(msg);
     });
+    // Install the behaviour before anything can enter busy mode: CAF would
+    // replace a busy behaviour with the one make_behavior returns.
+    become(running_behavior());
     for (auto& sub : flags_.subscribers)
       subscribe(sub);
     // Adopt the children spawn_supervisor started for us.
@@ -130,7 +133,7 @@ public:
                       children_.end());
       shutdown(init_error_);
     }
-    return running_behavior();
+    return {};
   }
 
 private:

@@ -395,6 +395,25 @@ TEST_CASE_METHOD(fixture,
 }
 
 TEST_CASE_METHOD(fixture,
+                 "an init failure still kills a started child that ignores "
+                 "shutdown at its timeout",
+                 "[supervisor][start][shutdown]") {
+  auto fail = std::make_shared<bool>(true);
+  auto stubborn = worker("stubborn", worker_start(j, "stubborn", nullptr,
+                                                  true));
+  stubborn.shutdown = shutdown_spec::after(3s);
+  auto res = spawn_supervisor(*sys, flags_for(supervision_strategy::one_for_one),
+                              {test_child(j, "a"), stubborn,
+                               worker("bad", worker_start(j, "bad", fail))});
+  run();
+  REQUIRE(!res);
+  CHECK(j->with("stop:").empty());
+  advance(3s);
+  CHECK(j->with("stop:")
+        == std::vector<std::string>{"stop:stubborn", "stop:a"});
+}
+
+TEST_CASE_METHOD(fixture,
                  "a child supervisor that fails to start fails its parent's "
                  "start",
                  "[supervisor][start]") {
