@@ -41,8 +41,8 @@ namespace {
 /// `(restart_atom, tag, generation)`: (re)start one child.
 using restart_atom = caf::atom_constant<caf::atom("ftrestart")>;
 
-/// `(group_restart_atom, tag, generation)`: restart a one_for_all or
-/// rest_for_one group anchored at the child with `tag`.
+/// `(group_restart_atom, std::vector<uint64_t> tags)`: restart the members
+/// of a one_for_all or rest_for_one group that are still restarting.
 using group_restart_atom = caf::atom_constant<caf::atom("ftgrouprs")>;
 
 /// `(kill_timeout_atom, termination, step)`: a shutdown timeout expired.
@@ -606,46 +606,49 @@ private:
   void restart_group_after(child& c, caf::timespan delay) {
     c.state = child_state::restarting;
     std::vector<child*> others;
-    for (auto x : group_of(c))
+    std::vector<uint64_t> tags;
+    for (auto x : group_of(c)) {
+      tags.push_back(x->tag);
       if (x != &c && x->handle)
         others.push_back(x);
-    auto tag = c.tag;
-    terminate(reverse_steps(others), [this, tag, delay] {
-      auto anchor = find_by_tag(tag);
-      if (!anchor)
-        return;
+    }
+    auto anchor = c.tag;
+    terminate(reverse_steps(others), [this, anchor, tags, delay] {
       // Temporary bystanders are not restarted and do not count.
-      std::vector<child*> temporaries;
-      for (auto x : group_of(*anchor)) {
-        if (x == anchor)
+      std::vector<uint64_t> members;
+      for (auto t : tags) {
+        auto x = find_by_tag(t);
+        if (!x)
           continue;
-        detach(*x);
-        if (x->spec->restart == restart_type::temporary)
-          temporaries.push_back(x);
-        else
+        if (t != anchor) {
+          detach(*x);
+          if (x->spec->restart == restart_type::temporary) {
+            remove_child(*x);
+            continue;
+          }
           x->state = child_state::restarting;
+        }
+        members.push_back(t);
       }
-      for (auto x : temporaries)
-        remove_child(*x);
-      anchor = find_by_tag(tag);
-      ++anchor->generation;
       if (delay.count() > 0) {
-        publish(event_kind::restart_scheduled, label(*anchor), caf::none,
-                delay);
-        delayed_send(this, delay, group_restart_atom::value, tag,
-                     anchor->generation);
+        if (auto a = find_by_tag(anchor))
+          publish(event_kind::restart_scheduled, label(*a), caf::none, delay);
+        delayed_send(this, delay, group_restart_atom::value, members);
       } else {
-        restart_group(*anchor);
+        restart_group(members);
       }
     });
   }
 
-  /// Starts every restarting child of the group in order. If one fails, the
-  /// ones started now are stopped again and the whole group is retried.
-  void restart_group(child& anchor) {
+  /// Starts the group's members that are still restarting, in order. The
+  /// group travels as a list of tags, so a member terminated or deleted
+  /// meanwhile simply drops out. If one start fails, the ones started now are
+  /// stopped again and the group is retried after the failed child's delay.
+  void restart_group(const std::vector<uint64_t>& members) {
     std::vector<child*> started;
-    for (auto x : group_of(anchor)) {
-      if (x->state != child_state::restarting)
+    for (auto t : members) {
+      auto x = find_by_tag(t);
+      if (!x || x->state != child_state::restarting)
         continue;
       auto res = start(*x);
       if (res) {
@@ -654,31 +657,31 @@ private:
         continue;
       }
       publish(event_kind::restart_failed, label(*x), res.error());
-      auto tag = anchor.tag;
-      auto failed_tag = x->tag;
-      terminate(reverse_steps(started), [this, tag, failed_tag] {
-        auto a = find_by_tag(tag);
-        auto failed = find_by_tag(failed_tag);
-        if (!a || !failed)
-          return;
-        for (auto y : group_of(*a))
-          if (y->handle) {
-            detach(*y);
-            y->state = child_state::restarting;
-          }
-        auto delay = admit_restart(*failed, now_());
-        if (!delay)
-          return;
-        ++a->generation;
-        if (delay->count() > 0) {
-          publish(event_kind::restart_scheduled, label(*a), caf::none,
-                  *delay);
-          delayed_send(this, *delay, group_restart_atom::value, tag,
-                       a->generation);
-        } else {
-          send(this, group_restart_atom::value, tag, a->generation);
-        }
-      });
+      std::vector<uint64_t> started_tags;
+      for (auto y : started)
+        started_tags.push_back(y->tag);
+      terminate(reverse_steps(started),
+                [this, members, started_tags, failed_tag = t] {
+                  for (auto st : started_tags)
+                    if (auto y = find_by_tag(st)) {
+                      detach(*y);
+                      y->state = child_state::restarting;
+                    }
+                  auto failed = find_by_tag(failed_tag);
+                  if (!failed)
+                    return;
+                  auto delay = admit_restart(*failed, now_());
+                  if (!delay)
+                    return;
+                  if (delay->count() > 0) {
+                    publish(event_kind::restart_scheduled, label(*failed),
+                            caf::none, *delay);
+                    delayed_send(this, *delay, group_restart_atom::value,
+                                 members);
+                  } else {
+                    send(this, group_restart_atom::value, members);
+                  }
+                });
       return;
     }
   }
@@ -953,11 +956,8 @@ private:
             && c->state == child_state::restarting)
           restart_one(*c);
       },
-      [this](group_restart_atom, uint64_t tag, uint64_t generation) {
-        auto c = find_by_tag(tag);
-        if (c && c->generation == generation
-            && c->state == child_state::restarting)
-          restart_group(*c);
+      [this](group_restart_atom, const std::vector<uint64_t>& members) {
+        restart_group(members);
       },
       [](kill_timeout_atom, uint64_t, uint64_t) {
         // A timer of a termination that already finished.

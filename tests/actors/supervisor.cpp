@@ -314,6 +314,27 @@ TEST_CASE_METHOD(fixture,
   CHECK(info(sup, "c").state == child_state::running);
 }
 
+TEST_CASE_METHOD(fixture,
+                 "terminating the failed child during a group delay still "
+                 "restarts the rest of the group",
+                 "[supervisor][strategy][delay]") {
+  auto f = flags_for(supervision_strategy::one_for_all, 100);
+  f.delay = restart_delay::fixed(1s);
+  auto sup = spawn_sup(f, {test_child(j, "a"), test_child(j, "b"),
+                           test_child(j, "c")});
+  tell(sup, "b", crash_atom::value);
+  REQUIRE(ask_void(sup, terminate_child_atom::value, std::string{"b"}));
+  REQUIRE(ask_void(sup, delete_child_atom::value, std::string{"b"}));
+  advance(1s);
+  auto xs = which(sup);
+  REQUIRE(xs.size() == 2);
+  CHECK(xs[0].state == child_state::running);
+  CHECK(xs[1].state == child_state::running);
+  CHECK(j->starts["a"] == 2);
+  CHECK(j->starts["b"] == 1);
+  CHECK(j->starts["c"] == 2);
+}
+
 // -- shutdown -------------------------------------------------------------------------
 
 TEST_CASE_METHOD(fixture, "children stop in reverse start order",
