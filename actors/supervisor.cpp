@@ -60,6 +60,25 @@ int64_t wall_clock_ms() {
     .count();
 }
 
+/// A response handler that takes any reply, whatever its types: CAF 0.17's
+/// `behavior` has no catch-all for event-based actors, so the supervisor's
+/// relay of a child's reply implements the matching itself.
+class relay : public caf::detail::behavior_impl {
+public:
+  explicit relay(std::function<void(caf::message)> fun) : fun_(std::move(fun)) {
+    // nop
+  }
+
+  caf::match_case::result invoke(caf::detail::invoke_result_visitor&,
+                                 caf::type_erased_tuple& xs) override {
+    fun_(caf::message::copy(xs));
+    return caf::match_case::match;
+  }
+
+private:
+  std::function<void(caf::message)> fun_;
+};
+
 // -- the actor ----------------------------------------------------------------
 
 class supervisor_actor : public caf::event_based_actor {
@@ -298,7 +317,68 @@ private:
     auto pending = std::move(c.buffer);
     c.buffer.clear();
     for (auto& x : pending)
-      x.rp.delegate(c.handle, std::move(x.msg));
+      forward(c, std::move(x.rp), std::move(x.msg));
+  }
+
+  /// Sends `msg` to the running incarnation of `c` and relays its reply to
+  /// `rp`. A plain delegate would lose messages in the gap between a child's
+  /// death and its down message reaching us: CAF bounces them to the
+  /// requester. A request lets us see the bounce (`request_receiver_down`:
+  /// the child never took the message) and buffer the message for the
+  /// replacement instead. A message the child took before dying is not sent
+  /// again, so a poison message cannot crash-loop the child.
+  void forward(child& c, caf::response_promise rp, caf::message msg) {
+    auto target = c.handle;
+    auto tag = c.tag;
+    auto rh = request(target, caf::infinite, msg);
+    auto on_reply = [this, rp, msg, target, tag](caf::message reply) mutable {
+      if (!reply.match_elements<caf::error>()) {
+        rp.deliver(std::move(reply));
+        return;
+      }
+      auto err = reply.get_as<caf::error>(0);
+      auto c = find_by_tag(tag);
+      if (err != caf::sec::request_receiver_down || !c) {
+        rp.deliver(c ? std::move(err)
+                     : make_error(errc::child_stopped, "the child is gone"));
+        return;
+      }
+      if (c->handle == target) {
+        // Its down message is still on the way: wait for the restart.
+        enqueue_for_restart(*c, std::move(rp), std::move(msg));
+        return;
+      }
+      route(*c, std::move(rp), std::move(msg));
+    };
+    caf::behavior::impl_ptr impl = caf::make_counted<relay>(std::move(on_reply));
+    add_multiplexed_response_handler(rh.id(), caf::behavior(std::move(impl)));
+  }
+
+  void enqueue_for_restart(child& c, caf::response_promise rp,
+                           caf::message msg) {
+    if (c.buffer.size() >= flags_.buffer_capacity)
+      rp.deliver(make_error(errc::buffer_full,
+                            "child " + label(c) + ": "
+                              + std::to_string(flags_.buffer_capacity)
+                              + " messages already wait for its restart"));
+    else
+      c.buffer.push_back({std::move(rp), std::move(msg)});
+  }
+
+  /// Delivers, buffers or refuses `msg` according to the state of `c`.
+  void route(child& c, caf::response_promise rp, caf::message msg) {
+    switch (c.state) {
+      case child_state::running:
+        forward(c, std::move(rp), std::move(msg));
+        return;
+      case child_state::restarting:
+        enqueue_for_restart(c, std::move(rp), std::move(msg));
+        return;
+      case child_state::undefined:
+        rp.deliver(make_error(errc::child_stopped,
+                              "child " + label(c) + " is not running"));
+        return;
+    }
   }
 
   /// Answers everything buffered for `c` with `child_stopped`.
@@ -899,23 +979,10 @@ private:
   caf::result<caf::message> to_child(const std::string& id,
                                      caf::message& msg) {
     auto rp = make_response_promise();
-    auto c = find_static(id);
-    if (!c) {
+    if (auto c = find_static(id))
+      route(*c, rp, std::move(msg));
+    else
       rp.deliver(make_error(errc::not_found, "id = " + id));
-    } else if (c->state == child_state::running) {
-      rp.delegate(c->handle, std::move(msg));
-    } else if (c->state == child_state::restarting) {
-      if (c->buffer.size() >= flags_.buffer_capacity)
-        rp.deliver(make_error(errc::buffer_full,
-                              "child " + id + ": "
-                                + std::to_string(flags_.buffer_capacity)
-                                + " messages already wait for its restart"));
-      else
-        c->buffer.push_back({rp, std::move(msg)});
-    } else {
-      rp.deliver(make_error(errc::child_stopped,
-                            "child " + id + " is not running"));
-    }
     return rp;
   }
 

@@ -501,3 +501,27 @@ TEST_CASE_METHOD(fixture, "the built-in logger writes one line per event",
   CHECK(text.find("[ft] [logged] child_restarted child=a")
         != std::string::npos);
 }
+
+TEST_CASE_METHOD(fixture,
+                 "a message that reaches a child as it dies waits for the "
+                 "replacement",
+                 "[supervisor][buffer]") {
+  auto sup = spawn_sup(one_for_one(), {test_child(j, "w")});
+  auto w1 = child_handle(sup, "w");
+  auto reply = std::make_shared<std::optional<caf::expected<std::string>>>();
+  // The requester runs first and puts the request in the supervisor's
+  // mailbox; the crash is queued for the child behind it.
+  sys->spawn([=](caf::event_based_actor* self) {
+    request_child(self, sup, "w", caf::infinite, whoami_atom::value)
+      .then([=](std::string& x) { *reply = std::move(x); },
+            [=](caf::error& err) { *reply = std::move(err); });
+  });
+  REQUIRE(sched->try_run_once()); // requester: request -> supervisor
+  caf::anon_send(w1, crash_atom::value);
+  REQUIRE(sched->try_run_once()); // supervisor: forwards into w1's mailbox
+  run(); // w1 crashes before reading it; the supervisor restarts w
+  REQUIRE(*reply);
+  INFO((**reply ? std::string{"ok"} : render((*reply)->error())));
+  REQUIRE(**reply);
+  CHECK(***reply == "w#2");
+}
