@@ -190,10 +190,19 @@ private:
     shutdown_spec shutdown;
   };
 
+  /// At most this many exit messages are in flight at once. CAF 0.17 stalls
+  /// when one handler sends exits to hundreds of thousands of actors (a
+  /// quarter of a million simple_one_for_one children never stopped); a
+  /// window that refills as children go down stops a million in seconds.
+  static constexpr size_t exit_window = 8192;
+
   struct termination {
     uint64_t id = 0;
     std::vector<termination_step> steps;
     size_t next_step = 0;
+    /// Current step: next victim to send an exit to, exits in flight.
+    size_t next_victim = 0;
+    size_t in_flight = 0;
     /// Victims of all steps that have not exited yet.
     std::unordered_set<caf::actor_id> pending;
     /// Victims of the current step that have not exited yet.
@@ -267,10 +276,17 @@ private:
     ev.child = child_id;
     ev.reason = std::move(reason);
     ev.delay = delay;
-    ev.severity = default_severity(kind);
+    ev.severity = severity_of(kind, ev.reason);
     ev.timestamp_ms = wall_clock_ms();
     for (auto& sub : subscribers_)
       send(sub, ev);
+  }
+
+  /// Publishes an event about `c`; builds no strings without subscribers.
+  void publish(event_kind kind, const child& c, caf::error reason = caf::none,
+               caf::timespan delay = caf::timespan{0}) {
+    if (!subscribers_.empty())
+      publish(kind, label(c), std::move(reason), delay);
   }
 
   void subscribe(const caf::actor& sub) {
@@ -312,7 +328,7 @@ private:
     ++c.generation;
     if (is_simple())
       dynamic_by_actor_[c.handle.id()] = c.tag;
-    publish(kind, label(c));
+    publish(kind, c);
     // Deliver what waited for this child, in arrival order.
     auto pending = std::move(c.buffer);
     c.buffer.clear();
@@ -446,13 +462,9 @@ private:
           t.waiting.insert(v.id());
       if (t.waiting.empty())
         continue;
-      auto reason = step.shutdown.mode == shutdown_spec::kind::brutal_kill
-                      ? caf::exit_reason::kill
-                      : caf::exit_reason::user_shutdown;
-      // anon_send_exit: the victim must not unlink (see the top of file).
-      for (auto& v : step.victims)
-        if (v && t.waiting.count(v.id()) > 0)
-          caf::anon_send_exit(v, reason);
+      t.next_victim = 0;
+      t.in_flight = 0;
+      send_exits();
       if (step.shutdown.mode == shutdown_spec::kind::timeout)
         delayed_send(this, step.shutdown.timeout, kill_timeout_atom::value,
                      t.id, static_cast<uint64_t>(step_no));
@@ -473,6 +485,23 @@ private:
     }
   }
 
+  /// Sends exits to the current step's victims until the window is full.
+  void send_exits() {
+    auto& t = *term_;
+    auto& step = t.steps[t.next_step - 1];
+    auto reason = step.shutdown.mode == shutdown_spec::kind::brutal_kill
+                    ? caf::exit_reason::kill
+                    : caf::exit_reason::user_shutdown;
+    while (t.in_flight < exit_window && t.next_victim < step.victims.size()) {
+      auto& v = step.victims[t.next_victim++];
+      if (!v || t.waiting.count(v.id()) == 0)
+        continue;
+      // anon_send_exit: the victim must not unlink (see the top of file).
+      caf::anon_send_exit(v, reason);
+      ++t.in_flight;
+    }
+  }
+
   void replay_deferred() {
     while (!deferred_.empty() && !busy() && !terminated_) {
       auto msg = std::move(deferred_.front());
@@ -486,9 +515,11 @@ private:
       [this](kill_timeout_atom, uint64_t id, uint64_t step) {
         if (!term_ || term_->id != id || term_->next_step != step + 1)
           return;
+        // Kill everyone still waiting, sent an exit or not.
         for (auto& v : term_->steps[step].victims)
           if (v && term_->waiting.count(v.id()) > 0)
             caf::anon_send_exit(v, caf::exit_reason::kill);
+        term_->next_victim = term_->steps[step].victims.size();
       },
     };
   }
@@ -519,7 +550,13 @@ private:
       return;
     if (busy()) {
       if (term_->pending.erase(msg.source.id()) > 0) {
-        term_->waiting.erase(msg.source.id());
+        if (term_->waiting.erase(msg.source.id()) > 0) {
+          // (A victim that went down before its exit was sent makes the
+          // window one larger for a moment; harmless.)
+          if (term_->in_flight > 0)
+            --term_->in_flight;
+          send_exits();
+        }
         if (term_->waiting.empty())
           advance_termination();
         return;
@@ -573,7 +610,7 @@ private:
   void child_exited(child& c, const caf::error& reason) {
     auto up_since = c.up_since;
     detach(c);
-    publish(event_kind::child_exited, label(c), reason);
+    publish(event_kind::child_exited, c, reason);
     switch (decide(c, reason)) {
       case outcome::keep:
         c.state = child_state::undefined;
@@ -589,7 +626,7 @@ private:
       case outcome::escalate: {
         auto err = make_error(errc::escalated, "child " + label(c) + ": "
                                                  + describe(reason));
-        publish(event_kind::escalated, label(c), err);
+        publish(event_kind::escalated, c, err);
         shutdown(std::move(err));
         return;
       }
@@ -623,11 +660,9 @@ private:
       auto err = make_error(
         errc::restart_intensity_exceeded,
         flags_.name + ": more than " + std::to_string(flags_.intensity)
-          + " restarts within "
-          + std::to_string(
-            std::chrono::duration<double>(flags_.period).count())
-          + "s (last failing child: " + label(c) + ")");
-      publish(event_kind::intensity_exceeded, label(c), err);
+          + " restarts within " + render_seconds(flags_.period)
+          + " (last failing child: " + label(c) + ")");
+      publish(event_kind::intensity_exceeded, c, err);
       shutdown(std::move(err));
       return std::nullopt;
     }
@@ -638,7 +673,7 @@ private:
       auto err = make_error(errc::max_attempts_exceeded,
                             "child " + label(c) + ": "
                               + describe(delay.error()));
-      publish(event_kind::escalated, label(c), err);
+      publish(event_kind::escalated, c, err);
       shutdown(std::move(err));
       return std::nullopt;
     }
@@ -650,7 +685,7 @@ private:
     c.state = child_state::restarting;
     ++c.generation;
     if (delay.count() > 0) {
-      publish(event_kind::restart_scheduled, label(c), caf::none, delay);
+      publish(event_kind::restart_scheduled, c, caf::none, delay);
       delayed_send(this, delay, restart_atom::value, c.tag, c.generation);
     } else {
       send(this, restart_atom::value, c.tag, c.generation);
@@ -664,7 +699,7 @@ private:
       adopt(c, std::move(*res), event_kind::child_restarted);
       return;
     }
-    publish(event_kind::restart_failed, label(c), res.error());
+    publish(event_kind::restart_failed, c, res.error());
     c.state = child_state::restarting;
     if (auto delay = admit_restart(c, now_()))
       schedule(c, *delay);
@@ -712,7 +747,7 @@ private:
       }
       if (delay.count() > 0) {
         if (auto a = find_by_tag(anchor))
-          publish(event_kind::restart_scheduled, label(*a), caf::none, delay);
+          publish(event_kind::restart_scheduled, *a, caf::none, delay);
         delayed_send(this, delay, group_restart_atom::value, members);
       } else {
         restart_group(members);
@@ -736,7 +771,7 @@ private:
         started.push_back(x);
         continue;
       }
-      publish(event_kind::restart_failed, label(*x), res.error());
+      publish(event_kind::restart_failed, *x, res.error());
       std::vector<uint64_t> started_tags;
       for (auto y : started)
         started_tags.push_back(y->tag);
@@ -754,7 +789,7 @@ private:
                   if (!delay)
                     return;
                   if (delay->count() > 0) {
-                    publish(event_kind::restart_scheduled, label(*failed),
+                    publish(event_kind::restart_scheduled, *failed,
                             caf::none, *delay);
                     delayed_send(this, *delay, group_restart_atom::value,
                                  members);

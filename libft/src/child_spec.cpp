@@ -18,10 +18,6 @@ std::optional<Enum> parse_enum(const std::string& x, const Enum (&xs)[N]) {
   return std::nullopt;
 }
 
-std::string seconds(caf::timespan x) {
-  return std::to_string(std::chrono::duration<double>(x).count()) + "s";
-}
-
 } // namespace
 
 const char* to_string(restart_type x) noexcept {
@@ -102,7 +98,7 @@ std::string to_string(const shutdown_spec& x) {
   switch (x.mode) {
     case shutdown_spec::kind::brutal_kill: return "brutal_kill";
     case shutdown_spec::kind::infinity: return "infinity";
-    case shutdown_spec::kind::timeout: return seconds(x.timeout);
+    case shutdown_spec::kind::timeout: return render_seconds(x.timeout);
   }
   return "invalid";
 }
@@ -126,7 +122,7 @@ caf::error validate(const supervisor_flags& flags) {
                       "intensity = " + std::to_string(flags.intensity));
   if (flags.period.count() <= 0)
     return make_error(errc::invalid_period,
-                      "period = " + seconds(flags.period));
+                      "period = " + render_seconds(flags.period));
   auto mode = static_cast<uint8_t>(flags.auto_shutdown_mode);
   if (mode > static_cast<uint8_t>(auto_shutdown::all_significant))
     return make_error(errc::bad_combination,
@@ -170,7 +166,7 @@ caf::error validate(const child_spec& spec, const supervisor_flags& flags) {
     if (spec.shutdown->mode == shutdown_spec::kind::timeout
         && spec.shutdown->timeout.count() <= 0)
       return make_error(errc::invalid_shutdown,
-                        in("shutdown = " + seconds(spec.shutdown->timeout)));
+                        in("shutdown = " + render_seconds(spec.shutdown->timeout)));
   }
   if (spec.significant && spec.restart == restart_type::permanent)
     return make_error(errc::bad_combination,

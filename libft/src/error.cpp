@@ -5,6 +5,8 @@
 #include <caf/message.hpp>
 #include <caf/sec.hpp>
 
+#include <sstream>
+
 namespace ft {
 
 const char* to_string(errc x) noexcept {
@@ -66,6 +68,12 @@ std::string render_ft_error(uint8_t code, caf::atom_value,
       result += caf::deep_to_string(context);
   }
   return result;
+}
+
+std::string render_seconds(caf::timespan x) {
+  std::ostringstream out;
+  out << std::chrono::duration<double>(x).count() << 's';
+  return out.str();
 }
 
 std::string render(const caf::error& err) {

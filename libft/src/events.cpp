@@ -1,5 +1,7 @@
 #include "ft/events.hpp"
 
+#include <caf/exit_reason.hpp>
+
 #include "ft/error.hpp"
 
 namespace ft {
@@ -34,6 +36,14 @@ uint8_t default_severity(event_kind x) noexcept {
       return 4;
   }
   return 1;
+}
+
+uint8_t severity_of(event_kind x, const caf::error& reason) noexcept {
+  if (x == event_kind::shutdown && reason
+      && reason != caf::exit_reason::normal
+      && reason != caf::exit_reason::user_shutdown)
+    return 3;
+  return default_severity(x);
 }
 
 std::string to_string(const supervisor_event& x) {

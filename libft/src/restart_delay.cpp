@@ -10,10 +10,6 @@ namespace ft {
 
 namespace {
 
-std::string seconds(caf::timespan x) {
-  return std::to_string(std::chrono::duration<double>(x).count()) + "s";
-}
-
 caf::timespan scale(caf::timespan x, double factor) {
   auto ns = static_cast<double>(x.count()) * factor;
   // Guard against overflow of the 64-bit nanosecond count.
@@ -77,15 +73,15 @@ caf::error validate(const restart_delay& x) {
       return caf::none;
     case restart_delay::kind::fixed:
       if (x.delay.count() < 0)
-        return fail("delay", seconds(x.delay));
+        return fail("delay", render_seconds(x.delay));
       if (x.max_attempts < 0)
         return fail("max_attempts", std::to_string(x.max_attempts));
       return caf::none;
     case restart_delay::kind::exponential:
       if (x.initial_delay.count() <= 0)
-        return fail("initial_delay", seconds(x.initial_delay));
+        return fail("initial_delay", render_seconds(x.initial_delay));
       if (x.max_delay < x.initial_delay)
-        return fail("max_delay", seconds(x.max_delay));
+        return fail("max_delay", render_seconds(x.max_delay));
       if (!(x.multiplier >= 1.0) || !std::isfinite(x.multiplier))
         return fail("multiplier", std::to_string(x.multiplier));
       if (!(x.jitter >= 0.0 && x.jitter <= 1.0))
@@ -98,9 +94,9 @@ caf::error validate(const restart_delay& x) {
         return fail("max_failures_per_interval",
                     std::to_string(x.max_failures_per_interval));
       if (x.interval.count() <= 0)
-        return fail("interval_seconds", seconds(x.interval));
+        return fail("interval_seconds", render_seconds(x.interval));
       if (x.delay.count() < 0)
-        return fail("delay", seconds(x.delay));
+        return fail("delay", render_seconds(x.delay));
       return caf::none;
   }
   return fail("restart_strategy",
@@ -152,7 +148,7 @@ restart_delay_state::next(const restart_delay& policy, time_point now,
           errc::max_attempts_exceeded,
           "max_failures_per_interval = "
             + std::to_string(policy.max_failures_per_interval)
-            + " within interval_seconds = " + seconds(policy.interval));
+            + " within interval_seconds = " + render_seconds(policy.interval));
       ++attempts_;
       return policy.delay;
     }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 #include <caf/message.hpp>
@@ -121,8 +122,7 @@ struct child_spec {
 };
 
 /// Spawns `fun(xs...)` as a child; for the common case of a function-based
-/// actor that needs no start-time checks. (Needs `caf/actor_system.hpp` where
-/// it is used.)
+/// actor that needs no start-time checks.
 template <class F, class... Ts>
 start_fn start_fun(F fun, Ts... xs) {
   return [=](auto& sys, const caf::message&) -> caf::expected<caf::actor> {

@@ -18,11 +18,14 @@ namespace ft {
 /// auto_shutdown: never
 /// buffer_capacity: 1024
 /// restart_strategy: exponential # none | fixed | exponential | failure_rate
-/// initial_delay: 0.1            # seconds
-/// max_delay: 5
-/// multiplier: 2
-/// jitter: 0.2
-/// max_attempts: 10
+/// initial_delay: 0.1            # seconds (exponential)
+/// max_delay: 5                  # seconds (exponential)
+/// multiplier: 2                 # (exponential)
+/// jitter: 0.2                   # in [0, 1] (exponential)
+/// max_attempts: 10              # 0 = unlimited (fixed, exponential)
+/// delay: 1                      # seconds (fixed, failure_rate)
+/// max_failures_per_interval: 3  # (failure_rate)
+/// interval_seconds: 60          # (failure_rate; the seed configs' name)
 /// ```
 ///
 /// Unknown fields, wrong types and out-of-range values are errors naming

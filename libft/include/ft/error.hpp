@@ -6,6 +6,7 @@
 #include <caf/atom.hpp>
 #include <caf/error.hpp>
 #include <caf/make_message.hpp>
+#include <caf/timespan.hpp>
 
 namespace ft {
 
@@ -73,6 +74,10 @@ bool is(const caf::error& err, errc x) noexcept;
 
 /// Renders any `caf::error` (libft's or CAF's) for humans, including context.
 std::string render(const caf::error& err);
+
+/// Renders a duration in seconds for error messages and logs, e.g. `5s`,
+/// `0.25s`.
+std::string render_seconds(caf::timespan x);
 
 /// Renders errors of category `"ft"` for `actor_system_config::add_error_category`.
 std::string render_ft_error(uint8_t code, caf::atom_value category,

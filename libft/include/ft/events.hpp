@@ -31,6 +31,10 @@ const char* to_string(event_kind x) noexcept;
 /// 4 critical (operator attention).
 uint8_t default_severity(event_kind x) noexcept;
 
+/// Severity of an event of kind `x` with `reason`: a shutdown for an
+/// abnormal reason (intensity exceeded, escalation) is an error, not info.
+uint8_t severity_of(event_kind x, const caf::error& reason) noexcept;
+
 /// One structured supervisor event.
 struct supervisor_event {
   event_kind kind = event_kind::child_started;
