@@ -1,0 +1,78 @@
+#pragma once
+
+// Small helpers shared by the ft-bench-* programs: the JSON result line,
+// rounding, RSS and a watchdog that bounds a run.
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+namespace ft::bench {
+
+/// Keeps the keys in the order they were set (bench, unit, value, ...).
+using json = nlohmann::ordered_json;
+
+/// Writes one result object as one line on stdout.
+inline void emit(const json& j) {
+  std::cout << j.dump() << '\n' << std::flush;
+}
+
+/// Rounds to `digits` decimals, for readable JSON.
+inline double round_to(double x, int digits) {
+  auto f = std::pow(10.0, digits);
+  return std::round(x * f) / f;
+}
+
+/// The `q`-quantile (0..1) of `xs` (nearest rank); 0 for no samples.
+inline double quantile(std::vector<double> xs, double q) {
+  if (xs.empty())
+    return 0;
+  auto k = static_cast<size_t>(std::ceil(q * xs.size()));
+  k = k == 0 ? 0 : k - 1;
+  k = std::min(k, xs.size() - 1);
+  std::nth_element(xs.begin(), xs.begin() + k, xs.end());
+  return xs[k];
+}
+
+inline double median(std::vector<double> xs) {
+  return quantile(std::move(xs), 0.5);
+}
+
+/// The resident set size of this process in bytes (/proc/self/statm).
+inline int64_t rss_bytes() {
+  std::ifstream in{"/proc/self/statm"};
+  int64_t size = 0;
+  int64_t resident = 0;
+  in >> size >> resident;
+  return resident * static_cast<int64_t>(sysconf(_SC_PAGESIZE));
+}
+
+inline double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+    .count();
+}
+
+/// Ends the process with status 3 if it is still running after `limit`:
+/// a benchmark that hangs must not hang the caller.
+inline void start_watchdog(std::chrono::seconds limit, std::string what) {
+  std::thread([limit, what] {
+    std::this_thread::sleep_for(limit);
+    std::fprintf(stderr, "[bench] %s: watchdog fired after %llds, aborting\n",
+                 what.c_str(), static_cast<long long>(limit.count()));
+    std::fflush(stderr);
+    _exit(3);
+  }).detach();
+}
+
+} // namespace ft::bench
