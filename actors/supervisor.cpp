@@ -124,11 +124,11 @@ public:
     });
     set_down_handler([this](caf::down_msg& msg) {
       auto i = std::find_if(subscribers_.begin(), subscribers_.end(),
-                            [&](const caf::actor& x) {
-                              return x.address() == msg.source;
+                            [&](const auto& x) {
+                              return x.first.address() == msg.source;
                             });
       if (i != subscribers_.end()) {
-        subscribers_.erase(i);
+        unsubscribe(msg.source);
         return;
       }
       on_down(msg);
@@ -267,36 +267,64 @@ private:
 
   void publish(event_kind kind, const std::string& child_id,
                caf::error reason = caf::none,
-               caf::timespan delay = caf::timespan{0}) {
-    if (subscribers_.empty())
+               caf::timespan delay = caf::timespan{0},
+               caf::actor actor = caf::actor{}) {
+    if (!wanted(kind))
       return;
     supervisor_event ev;
     ev.kind = kind;
     ev.supervisor = flags_.name;
     ev.child = child_id;
+    ev.actor = std::move(actor);
     ev.reason = std::move(reason);
     ev.delay = delay;
     ev.severity = severity_of(kind, ev.reason);
     ev.timestamp_ms = wall_clock_ms();
     for (auto& sub : subscribers_)
-      send(sub, ev);
+      if (contains(sub.second, kind))
+        send(sub.first, ev);
+  }
+
+  /// Whether any subscriber wants events of `kind`.
+  bool wanted(event_kind kind) const {
+    return contains(wanted_, kind);
   }
 
   /// Publishes an event about `c`; builds no strings without subscribers.
   void publish(event_kind kind, const child& c, caf::error reason = caf::none,
                caf::timespan delay = caf::timespan{0}) {
-    if (!subscribers_.empty())
-      publish(kind, label(c), std::move(reason), delay);
+    if (wanted(kind))
+      publish(kind, label(c), std::move(reason), delay, c.handle);
   }
 
-  void subscribe(const caf::actor& sub) {
+  void subscribe(const caf::actor& sub, event_mask mask = all_events) {
     if (!sub)
       return;
-    if (std::find(subscribers_.begin(), subscribers_.end(), sub)
-        != subscribers_.end())
-      return;
-    monitor(sub);
-    subscribers_.push_back(sub);
+    auto i = std::find_if(subscribers_.begin(), subscribers_.end(),
+                          [&](const auto& x) { return x.first == sub; });
+    if (i != subscribers_.end())
+      i->second = mask;
+    else {
+      monitor(sub);
+      subscribers_.emplace_back(sub, mask);
+    }
+    update_wanted();
+  }
+
+  void unsubscribe(const caf::actor_addr& sub) {
+    subscribers_.erase(std::remove_if(subscribers_.begin(),
+                                      subscribers_.end(),
+                                      [&](const auto& x) {
+                                        return x.first.address() == sub;
+                                      }),
+                       subscribers_.end());
+    update_wanted();
+  }
+
+  void update_wanted() {
+    wanted_ = 0;
+    for (auto& sub : subscribers_)
+      wanted_ |= sub.second;
   }
 
   /// Starts `c` through its start function.
@@ -1047,10 +1075,11 @@ private:
         return to_child(id, msg);
       },
       [this](subscribe_atom, const caf::actor& sub) { subscribe(sub); },
+      [this](subscribe_atom, const caf::actor& sub, event_mask mask) {
+        subscribe(sub, mask);
+      },
       [this](unsubscribe_atom, const caf::actor& sub) {
-        subscribers_.erase(std::remove(subscribers_.begin(),
-                                       subscribers_.end(), sub),
-                           subscribers_.end());
+        unsubscribe(sub.address());
       },
       [this](restart_atom, uint64_t tag, uint64_t generation) {
         auto c = find_by_tag(tag);
@@ -1083,7 +1112,9 @@ private:
   std::unordered_map<uint64_t, child_ptr> dynamic_;
   std::unordered_map<caf::actor_id, uint64_t> dynamic_by_actor_;
 
-  std::vector<caf::actor> subscribers_;
+  /// Subscribers and the event kinds each wants; `wanted_` is their union.
+  std::vector<std::pair<caf::actor, event_mask>> subscribers_;
+  event_mask wanted_ = 0;
 
   std::optional<termination> term_;
   /// Downs of children that were not being stopped, seen while busy.

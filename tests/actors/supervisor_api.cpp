@@ -481,9 +481,30 @@ TEST_CASE_METHOD(fixture, "supervisors publish structured events",
   CHECK(evs->front().child == "a");
   CHECK(evs->front().reason);
   CHECK(evs->front().timestamp_ms > 0);
+  auto restarted = events_of(*evs, event_kind::child_restarted);
+  REQUIRE(restarted.size() == 1);
+  CHECK(restarted.front().actor);
+  CHECK(!evs->front().actor); // child_exited: the old incarnation is gone
   CHECK(events_of(*evs, event_kind::intensity_exceeded).front().severity == 3);
   CHECK(to_string(evs->front()).find("child_exited child=a")
         != std::string::npos);
+}
+
+TEST_CASE_METHOD(fixture, "a subscriber gets only the event kinds it asked for",
+                 "[supervisor][events]") {
+  auto [sink, evs] = event_sink();
+  auto sup = spawn_sup(one_for_one(), {test_child(j, "a")});
+  REQUIRE(ask_void(sup, subscribe_atom::value, sink,
+                   mask_of({event_kind::child_restarted})));
+  tell(sup, "a", crash_atom::value);
+  tell(sup, "a", crash_atom::value);
+  REQUIRE(evs->size() == 2);
+  for (auto& ev : *evs)
+    CHECK(ev.kind == event_kind::child_restarted);
+  CHECK((*evs)[0].actor != (*evs)[1].actor);
+  REQUIRE(ask_void(sup, unsubscribe_atom::value, sink));
+  tell(sup, "a", crash_atom::value);
+  CHECK(evs->size() == 2);
 }
 
 TEST_CASE_METHOD(fixture, "the built-in logger writes one line per event",

@@ -52,7 +52,9 @@ using count_children_atom = caf::atom_constant<caf::atom("ftcountch")>;
 using send_to_child_atom = caf::atom_constant<caf::atom("fttochild")>;
 
 /// `(subscribe_atom, caf::actor subscriber) -> void`: the subscriber receives
-/// every `supervisor_event` from now on. `(unsubscribe_atom, caf::actor)`.
+/// every `supervisor_event` from now on; `(subscribe_atom, caf::actor,
+/// event_mask)` only the kinds in the mask (e.g. a router that needs only
+/// `child_restarted`). `(unsubscribe_atom, caf::actor)`.
 using subscribe_atom = caf::atom_constant<caf::atom("ftsubscr")>;
 using unsubscribe_atom = caf::atom_constant<caf::atom("ftunsubscr")>;
 
