@@ -3,8 +3,9 @@
 // scopes, validation) live in ft_core; this file sequences them.
 //
 // Children are monitored, not linked: in CAF 0.17 an actor that receives an
-// exit message unlinks from its sender, and a child killed with
-// `exit_reason::kill` would take a linked supervisor with it. Instead, the
+// exit message unlinks from its sender (so a linked child stopped by us would
+// never report back), and a child killed with `exit_reason::kill` would take
+// a linked supervisor with it. Instead, the
 // supervisor kills its remaining children in `on_exit`, so a supervisor that
 // is killed (or crashes) still takes its subtree down, as an OTP link would.
 //
@@ -524,8 +525,10 @@ private:
       auto& v = step.victims[t.next_victim++];
       if (!v || t.waiting.count(v.id()) == 0)
         continue;
-      // anon_send_exit: the victim must not unlink (see the top of file).
-      caf::anon_send_exit(v, reason);
+      // From self, not anon_send_exit: this enqueues through our worker
+      // instead of CAF's central queue, whose lock contention made stopping
+      // a million children crawl.
+      send_exit(v, reason);
       ++t.in_flight;
     }
   }
@@ -546,7 +549,7 @@ private:
         // Kill everyone still waiting, sent an exit or not.
         for (auto& v : term_->steps[step].victims)
           if (v && term_->waiting.count(v.id()) > 0)
-            caf::anon_send_exit(v, caf::exit_reason::kill);
+            send_exit(v, caf::exit_reason::kill);
         term_->next_victim = term_->steps[step].victims.size();
       },
     };
