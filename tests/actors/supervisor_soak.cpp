@@ -72,20 +72,36 @@ std::vector<child_info> which(caf::scoped_actor& self, const caf::actor& sup) {
   return std::move(*result);
 }
 
-/// Waits (bounded) until every child of `sup` runs; returns whether it did.
-bool settles(caf::scoped_actor& self, const caf::actor& sup,
-             size_t expected_children) {
+/// Waits (bounded) until the whole tree runs: `top` has `subs` running
+/// sub-supervisors, each with `workers` running workers. Reads the tree
+/// afresh each round (a sub-supervisor may have been replaced meanwhile).
+/// Returns an empty string, or what the last round saw.
+std::string settle_tree(caf::scoped_actor& self, const caf::actor& top,
+                        size_t subs, size_t workers) {
+  std::string seen;
   auto deadline = std::chrono::steady_clock::now() + 10s;
   while (std::chrono::steady_clock::now() < deadline) {
-    auto xs = try_which(self, sup);
-    bool ok = xs && xs->size() == expected_children;
-    for (auto& x : xs ? *xs : std::vector<child_info>{})
-      ok = ok && x.state == child_state::running;
+    seen.clear();
+    auto xs = try_which(self, top);
+    bool ok = xs && xs->size() == subs;
+    for (auto& x : xs ? *xs : std::vector<child_info>{}) {
+      seen += x.id + "=" + to_string(x.state) + " ";
+      if (x.state != child_state::running) {
+        ok = false;
+        continue;
+      }
+      auto ys = try_which(self, x.actor);
+      ok = ok && ys && ys->size() == workers;
+      for (auto& y : ys ? *ys : std::vector<child_info>{}) {
+        seen += y.id + "=" + to_string(y.state) + " ";
+        ok = ok && y.state == child_state::running;
+      }
+    }
     if (ok)
-      return true;
+      return {};
     std::this_thread::sleep_for(5ms);
   }
-  return false;
+  return seen.empty() ? std::string{"no answer from the tree"} : seen;
 }
 
 } // namespace
@@ -117,7 +133,7 @@ TEST_CASE("supervision trees survive a chaos soak without leaks",
                                   top_children);
   REQUIRE(top_res);
   auto top = *top_res;
-  REQUIRE(settles(self, top, 3));
+  REQUIRE(settle_tree(self, top, 3, 5).empty());
   std::mt19937 rng{42};
   long rss_after_warmup = -1;
   size_t kills = 0;
@@ -146,16 +162,12 @@ TEST_CASE("supervision trees survive a chaos soak without leaks",
     ++kills;
     if (kills % 50 == 0) {
       // Let the tree settle and check its shape.
-      REQUIRE(settles(self, top, 3));
-      for (auto& sub : which(self, top))
-        REQUIRE(settles(self, sub.actor, 5));
+      REQUIRE(settle_tree(self, top, 3, 5) == "");
     }
     if (rss_after_warmup < 0 && std::chrono::steady_clock::now() > warmup_end)
       rss_after_warmup = rss_kib();
   }
-  REQUIRE(settles(self, top, 3));
-  for (auto& sub : which(self, top))
-    REQUIRE(settles(self, sub.actor, 5));
+  REQUIRE(settle_tree(self, top, 3, 5) == "");
   auto rss_end = rss_kib();
   INFO("kills: " << kills << ", RSS after warm-up " << rss_after_warmup
                  << " KiB, at the end " << rss_end << " KiB");
