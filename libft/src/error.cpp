@@ -36,6 +36,12 @@ const char* to_string(errc x) noexcept {
     case errc::escalated: return "escalated";
     case errc::buffer_full: return "buffer_full";
     case errc::child_stopped: return "child_stopped";
+    case errc::circuit_open: return "circuit_open";
+    case errc::half_open_limit: return "half_open_limit";
+    case errc::call_timeout: return "call_timeout";
+    case errc::deadline_exceeded: return "deadline_exceeded";
+    case errc::retries_exhausted: return "retries_exhausted";
+    case errc::invalid_breaker_config: return "invalid_breaker_config";
   }
   return "unknown_ft_error";
 }

@@ -54,6 +54,20 @@ enum class errc : uint8_t {
   buffer_full,
   /// A message was addressed to a child that stopped and will not return.
   child_stopped,
+  // -- breakers, retries, deadlines -------------------------------------------
+  /// The circuit is open (or forced open): the call was rejected at once.
+  circuit_open,
+  /// Half-open admits only `half_open_max_calls` trial calls at once.
+  half_open_limit,
+  /// A call did not finish within its call timeout.
+  call_timeout,
+  /// A request's deadline passed before it finished.
+  deadline_exceeded,
+  /// A retry policy gave up (attempts or elapsed time); the context names
+  /// the last error.
+  retries_exhausted,
+  /// A breaker or retry configuration value is out of range.
+  invalid_breaker_config,
 };
 
 /// Returns the OTP-style name of `x`, e.g. `"already_present"`.
