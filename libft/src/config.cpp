@@ -10,122 +10,26 @@
 #include "ft/error.hpp"
 #include "ft/fault_handler.hpp"
 
+#include "yaml_reader.hpp"
+
 namespace ft {
-
-namespace {
-
-/// Reads one YAML mapping and remembers where each value stands, so every
-/// error names `source:line`, the field and the value.
-class reader {
-public:
-  reader(const YAML::Node& root, const std::string& source)
-    : root_(root), source_(source) {
-    // nop
-  }
-
-  std::string where(const YAML::Node& node) const {
-    auto mark = node.Mark();
-    if (mark.line < 0)
-      return source_;
-    return source_ + ":" + std::to_string(mark.line + 1);
-  }
-
-  caf::error fail(errc code, const YAML::Node& node, const std::string& field,
-                  const std::string& what) const {
-    return make_error(code, where(node) + ": " + field + " " + what);
-  }
-
-  /// Scalar text of `field`, or an error if it is not a scalar.
-  caf::expected<std::string> text(const std::string& field) const {
-    auto node = root_[field];
-    if (!node.IsScalar())
-      return fail(errc::invalid_config, node, field, "must be a scalar");
-    return node.Scalar();
-  }
-
-  caf::expected<double> number(const std::string& field) const {
-    auto node = root_[field];
-    auto str = text(field);
-    if (!str)
-      return str.error();
-    try {
-      size_t pos = 0;
-      auto result = std::stod(*str, &pos);
-      if (pos != str->size() || !std::isfinite(result))
-        throw std::invalid_argument("trailing characters");
-      return result;
-    } catch (std::exception&) {
-      return fail(errc::invalid_config, node, field,
-                  "= '" + *str + "' is not a number");
-    }
-  }
-
-  caf::expected<int> integer(const std::string& field, errc code) const {
-    auto node = root_[field];
-    auto x = number(field);
-    if (!x)
-      return x.error();
-    if (std::floor(*x) != *x || std::fabs(*x) > 1e9)
-      return fail(code, node, field,
-                  "= '" + node.Scalar() + "' is not an integer");
-    return static_cast<int>(*x);
-  }
-
-  caf::expected<caf::timespan> seconds(const std::string& field,
-                                       errc code) const {
-    auto node = root_[field];
-    auto x = number(field);
-    if (!x)
-      return x.error();
-    if (*x < 0 || *x > 1e9)
-      return fail(code, node, field,
-                  "= " + node.Scalar() + " is out of range (seconds >= 0)");
-    return std::chrono::duration_cast<caf::timespan>(
-      std::chrono::duration<double>(*x));
-  }
-
-  bool has(const std::string& field) const {
-    return static_cast<bool>(root_[field]);
-  }
-
-  const YAML::Node& root() const {
-    return root_;
-  }
-
-private:
-  YAML::Node root_;
-  std::string source_;
-};
-
-} // namespace
 
 caf::expected<supervisor_flags>
 supervisor_flags_from_yaml(const std::string& text, const std::string& source) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::Exception& ex) {
-    return make_error(errc::invalid_config,
-                      source + ":" + std::to_string(ex.mark.line + 1) + ": "
-                        + ex.msg);
-  }
+  auto loaded = detail::load_mapping(text, source, errc::invalid_config,
+                                     "supervisor flags");
+  if (!loaded)
+    return loaded.error();
+  auto& root = *loaded;
   if (root.IsNull())
     return supervisor_flags{};
-  if (!root.IsMap())
-    return make_error(errc::invalid_config,
-                      source + ": expected a mapping of supervisor flags");
-  reader in{root, source};
-  static const std::set<std::string> known
-    = {"name",          "strategy",     "intensity",
-       "period",        "auto_shutdown", "buffer_capacity",
-       "restart_strategy", "delay",      "max_attempts",
-       "initial_delay", "max_delay",    "multiplier",
-       "jitter",        "max_failures_per_interval", "interval_seconds"};
-  for (auto kvp : root) {
-    auto key = kvp.first.Scalar();
-    if (known.count(key) == 0)
-      return in.fail(errc::invalid_config, kvp.first, key, "is not a known field");
-  }
+  detail::yaml_reader in{root, source, errc::invalid_config};
+  if (auto err = in.check_known(
+        {"name", "strategy", "intensity", "period", "auto_shutdown",
+         "buffer_capacity", "restart_strategy", "delay", "max_attempts",
+         "initial_delay", "max_delay", "multiplier", "jitter",
+         "max_failures_per_interval", "interval_seconds"}))
+    return err;
   supervisor_flags flags;
   try {
     if (in.has("name")) {
@@ -257,19 +161,10 @@ supervisor_flags_from_yaml(const std::string& text, const std::string& source) {
                                             : d.max_failures_per_interval)
         = *x;
     }
-    if (auto err = validate(d)) {
-      // Point at the line of the offending field when we can find it.
-      auto ctx = err.context().empty() ? std::string{}
-                                       : err.context().get_as<std::string>(0);
-      auto field = ctx.substr(0, ctx.find(' '));
-      auto node = root[field];
-      return make_error(errc::invalid_delay,
-                        (node ? in.where(node) : source) + ": " + ctx);
-    }
+    if (auto err = validate(d))
+      return in.locate(err, "initial_delay");
   } catch (const YAML::Exception& ex) {
-    return make_error(errc::invalid_config,
-                      source + ":" + std::to_string(ex.mark.line + 1) + ": "
-                        + ex.msg);
+    return detail::yaml_error(ex, source, errc::invalid_config);
   }
   if (auto err = validate(flags))
     return err;

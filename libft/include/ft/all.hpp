@@ -1,11 +1,15 @@
 #pragma once
 
+#include "ft/breaker.hpp"
+#include "ft/breaker_config.hpp"
 #include "ft/child_spec.hpp"
 #include "ft/config.hpp"
+#include "ft/deadline.hpp"
 #include "ft/error.hpp"
 #include "ft/events.hpp"
 #include "ft/fault_handler.hpp"
 #include "ft/fwd.hpp"
 #include "ft/restart_delay.hpp"
 #include "ft/restart_window.hpp"
+#include "ft/retry.hpp"
 #include "ft/supervisor.hpp"
