@@ -1,0 +1,1 @@
+#include "ft/breaker_guard.hpp"
