@@ -4,6 +4,7 @@
 
 #include <caf/all.hpp>
 
+#include "ft/breaker_guard.hpp"
 #include "ft/supervisor.hpp"
 
 namespace ft {
@@ -11,14 +12,16 @@ namespace ft {
 caf::actor spawn_event_logger(caf::actor_system& sys, std::ostream& out) {
   auto* os = &out;
   return sys.spawn([os](caf::event_based_actor* self) -> caf::behavior {
+    auto print = [self, os](const std::string& line) {
+      // aout serialises lines from many actors on std::cout.
+      if (os == &std::cout)
+        caf::aout(self) << "[ft] " << line << std::endl;
+      else
+        *os << "[ft] " << line << std::endl;
+    };
     return {
-      [self, os](const supervisor_event& ev) {
-        // aout serialises lines from many actors on std::cout.
-        if (os == &std::cout)
-          caf::aout(self) << "[ft] " << to_string(ev) << std::endl;
-        else
-          *os << "[ft] " << to_string(ev) << std::endl;
-      },
+      [print](const supervisor_event& ev) { print(to_string(ev)); },
+      [print](const breaker_event& ev) { print(to_string(ev)); },
     };
   });
 }

@@ -521,6 +521,9 @@ TEST_CASE_METHOD(fixture, "the built-in logger writes one line per event",
   CHECK(text.find("[ft] [logged] child_exited child=a") != std::string::npos);
   CHECK(text.find("[ft] [logged] child_restarted child=a")
         != std::string::npos);
+  // The logger must not outlive its stream.
+  caf::anon_send_exit(logger, caf::exit_reason::kill);
+  run();
 }
 
 TEST_CASE_METHOD(fixture,

@@ -2,6 +2,8 @@
 
 #include "ft/breaker.hpp"
 #include "ft/breaker_config.hpp"
+#include "ft/breaker_guard.hpp"
+#include "ft/breaker_registry.hpp"
 #include "ft/child_spec.hpp"
 #include "ft/config.hpp"
 #include "ft/deadline.hpp"

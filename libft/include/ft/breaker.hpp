@@ -8,6 +8,7 @@
 #include <vector>
 
 #include <caf/actor_clock.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 #include <caf/timespan.hpp>
@@ -263,3 +264,8 @@ private:
 };
 
 } // namespace ft
+
+// Holds time points of the actor clock, which CAF 0.17 cannot serialize:
+// stats stay in the local process (the registry renders them as JSON). One
+// declaration for every header that sends them.
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ft::breaker_stats)
