@@ -14,4 +14,5 @@
 #include "ft/restart_delay.hpp"
 #include "ft/restart_window.hpp"
 #include "ft/retry.hpp"
+#include "ft/retry_request.hpp"
 #include "ft/supervisor.hpp"

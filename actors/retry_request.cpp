@@ -1,0 +1,1 @@
+#include "ft/retry_request.hpp"
