@@ -234,6 +234,8 @@ private:
   time_point last_transition_;
   caf::timespan open_period_;
   time_point open_until_;
+  /// The error rejected calls get while open (see open()).
+  caf::error open_rejection_;
   listener listener_;
 
   // Closed: consecutive failures and calls since the circuit closed (for
