@@ -6,8 +6,8 @@
 // Every message that is not a control message reaches the default handler
 // (CAF 0.17's only catch-all for event-based actors) and counts as a call.
 // An admitted request goes to the target as a request of our own, so the
-// guard sees the outcome: the reply (of any types, through the same `relay`
-// response handler the supervisor uses) or an error. The original requester
+// guard sees the outcome: the reply (of any types, through the same
+// `any_response` handler the supervisor uses) or an error. The original requester
 // gets the answer through a response promise; the pending table (call id ->
 // promise, permit, start) makes sure each call is answered and recorded
 // exactly once, whichever comes first: the reply, the call timeout or the
@@ -23,6 +23,8 @@
 #include <caf/all.hpp>
 
 #include "ft/error.hpp"
+
+#include "any_response.hpp"
 
 namespace ft {
 
@@ -44,24 +46,6 @@ int64_t wall_clock_ms() {
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch())
     .count();
 }
-
-/// A response handler that takes any reply, whatever its types: CAF 0.17's
-/// `behavior` has no catch-all for event-based actors (as in supervisor.cpp).
-class relay : public caf::detail::behavior_impl {
-public:
-  explicit relay(std::function<void(caf::message)> fun) : fun_(std::move(fun)) {
-    // nop
-  }
-
-  caf::match_case::result invoke(caf::detail::invoke_result_visitor&,
-                                 caf::type_erased_tuple& xs) override {
-    fun_(caf::message::copy(xs));
-    return caf::match_case::match;
-  }
-
-private:
-  std::function<void(caf::message)> fun_;
-};
 
 // -- the actor ----------------------------------------------------------------
 
@@ -171,8 +155,7 @@ private:
     pending_.emplace(id, call{rp, *permit, now});
     auto rh = request(target_, caf::infinite, xs.move_content_to_message());
     auto on_reply = [this, id](caf::message reply) { on_result(id, reply); };
-    caf::behavior::impl_ptr impl = caf::make_counted<relay>(on_reply);
-    add_multiplexed_response_handler(rh.id(), caf::behavior(std::move(impl)));
+    detail::on_any_response(this, rh.id(), std::move(on_reply));
     auto timeout = breaker_.config().call_timeout;
     if (timeout > caf::timespan{0}) {
       // One timer per guard, not one delayed message per call: CAF 0.17's

@@ -33,6 +33,8 @@
 #include "ft/fault_handler.hpp"
 #include "ft/restart_window.hpp"
 
+#include "any_response.hpp"
+
 namespace ft {
 
 namespace {
@@ -60,25 +62,6 @@ int64_t wall_clock_ms() {
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch())
     .count();
 }
-
-/// A response handler that takes any reply, whatever its types: CAF 0.17's
-/// `behavior` has no catch-all for event-based actors, so the supervisor's
-/// relay of a child's reply implements the matching itself.
-class relay : public caf::detail::behavior_impl {
-public:
-  explicit relay(std::function<void(caf::message)> fun) : fun_(std::move(fun)) {
-    // nop
-  }
-
-  caf::match_case::result invoke(caf::detail::invoke_result_visitor&,
-                                 caf::type_erased_tuple& xs) override {
-    fun_(caf::message::copy(xs));
-    return caf::match_case::match;
-  }
-
-private:
-  std::function<void(caf::message)> fun_;
-};
 
 // -- the actor ----------------------------------------------------------------
 
@@ -395,8 +378,7 @@ private:
       }
       route(*c, std::move(rp), std::move(msg));
     };
-    caf::behavior::impl_ptr impl = caf::make_counted<relay>(std::move(on_reply));
-    add_multiplexed_response_handler(rh.id(), caf::behavior(std::move(impl)));
+    detail::on_any_response(this, rh.id(), std::move(on_reply));
   }
 
   void enqueue_for_restart(child& c, caf::response_promise rp,
