@@ -350,8 +350,7 @@ void retry_request(caf::event_based_actor* self, const caf::actor& dest,
     if (opts.budget->try_acquire())
       holds_slot = true;
     else
-      // TODO(ft): a dedicated `too_many_retries` code would say this better.
-      refused = make_error(errc::buffer_full,
+      refused = make_error(errc::too_many_retries,
                            "retry_request: "
                              + std::to_string(opts.budget->max_in_flight())
                              + " retrying requests already in flight");

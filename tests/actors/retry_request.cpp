@@ -415,7 +415,7 @@ TEST_CASE_METHOD(rr_fixture, "retry_request: caps the requests in flight",
   CHECK(opts.budget->in_flight() == 2);
   auto c = start(caf::make_message(3), opts);
   auto err = error_of(c);
-  CHECK(is(err, errc::buffer_full));
+  CHECK(is(err, errc::too_many_retries));
   CHECK(attempts() == 2);
   CHECK(!a->has_value());
   CHECK(!b->has_value());

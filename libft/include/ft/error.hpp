@@ -68,6 +68,8 @@ enum class errc : uint8_t {
   retries_exhausted,
   /// A breaker or retry configuration value is out of range.
   invalid_breaker_config,
+  /// The caller's cap on in-flight retrying requests is used up.
+  too_many_retries,
 };
 
 /// Returns the OTP-style name of `x`, e.g. `"already_present"`.

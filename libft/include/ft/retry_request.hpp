@@ -87,7 +87,7 @@ struct retry_options {
   std::string key;
 
   /// Caps the requests in flight (none if unset). A request over the cap
-  /// fails at once with `buffer_full` without touching the target.
+  /// fails at once with `too_many_retries` without touching the target.
   retry_budget_ptr budget;
 
   /// Draws the jitter in [0, 1) (a seeded RNG of the helper if empty).
@@ -107,7 +107,7 @@ using retry_handler = std::function<void(caf::expected<caf::message>)>;
 /// - `deadline_exceeded` when `opts.until` expired or a pause would outlast
 ///   it;
 /// - `circuit_open` / `half_open_limit` from the breaker (see `registry`);
-/// - `buffer_full` when `opts.budget` is exhausted;
+/// - `too_many_retries` when `opts.budget` is exhausted;
 /// - `invalid_breaker_config` for an invalid `opts.policy`.
 /// `done` never runs synchronously inside this call, so the caller may
 /// update its own bookkeeping after calling.
