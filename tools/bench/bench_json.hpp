@@ -9,12 +9,16 @@
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <future>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <unistd.h>
+
+#include <caf/event_based_actor.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -74,5 +78,32 @@ inline void start_watchdog(std::chrono::seconds limit, std::string what) {
     _exit(3);
   }).detach();
 }
+
+/// Base of the benchmark drivers: an event-based actor that runs its loop
+/// without blocking and hands its result to the waiting main thread exactly
+/// once, then quits.
+template <class Result>
+class result_driver : public caf::event_based_actor {
+public:
+  using promise_ptr = std::shared_ptr<std::promise<Result>>;
+
+  result_driver(caf::actor_config& cfg, promise_ptr done)
+    : caf::event_based_actor(cfg), done_(std::move(done)) {
+    // nop
+  }
+
+protected:
+  /// Delivers `x` (the first call wins) and quits.
+  void deliver(Result x) {
+    if (done_) {
+      done_->set_value(std::move(x));
+      done_ = nullptr;
+    }
+    quit();
+  }
+
+private:
+  promise_ptr done_;
+};
 
 } // namespace ft::bench

@@ -150,16 +150,15 @@ using run_promise = std::shared_ptr<std::promise<run_result>>;
 /// Sends `warmup + n` requests `(ping, i)` to `dest`, keeping `window` in
 /// flight: each answer (a reply or an error) sends the next request. Times
 /// the last `n` answers; with `window == 1` also each request's latency.
-class window_driver : public caf::event_based_actor {
+class window_driver : public ft::bench::result_driver<run_result> {
 public:
   window_driver(caf::actor_config& cfg, caf::actor dest, size_t window,
                 uint64_t warmup, uint64_t n, run_promise done)
-    : caf::event_based_actor(cfg),
+    : ft::bench::result_driver<run_result>(cfg, std::move(done)),
       dest_(std::move(dest)),
       window_(window),
       warmup_(warmup),
-      total_(warmup + n),
-      done_(std::move(done)) {
+      total_(warmup + n) {
     if (window_ == 1)
       res_.lat_us.reserve(static_cast<size_t>(n));
   }
@@ -216,18 +215,13 @@ private:
   }
 
   void finish() {
-    if (done_) {
-      done_->set_value(std::move(res_));
-      done_ = nullptr;
-    }
-    quit();
+    deliver(std::move(res_));
   }
 
   caf::actor dest_;
   size_t window_;
   uint64_t warmup_;
   uint64_t total_;
-  run_promise done_;
   uint64_t issued_ = 0;
   uint64_t answered_ = 0;
   clk::time_point start_;

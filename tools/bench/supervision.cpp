@@ -210,16 +210,15 @@ using cycle_promise = std::shared_ptr<std::promise<cycle_stats>>;
 
 /// Runs `warmup + n` cycles back to back, each started by the previous one's
 /// completion (no blocking round trip), and reports the measured ones.
-class cycle_driver : public caf::event_based_actor {
+class cycle_driver : public ft::bench::result_driver<cycle_stats> {
 public:
   cycle_driver(caf::actor_config& cfg, cycle_mode mode, caf::actor sup,
                int warmup, int n, cycle_promise done)
-    : caf::event_based_actor(cfg),
+    : ft::bench::result_driver<cycle_stats>(cfg, std::move(done)),
       mode_(mode),
       sup_(std::move(sup)),
       warmup_(warmup),
-      n_(n),
-      done_(std::move(done)) {
+      n_(n) {
     stats_.lat_us.reserve(static_cast<size_t>(n));
   }
 
@@ -350,18 +349,13 @@ private:
   }
 
   void finish() {
-    if (done_) {
-      done_->set_value(std::move(stats_));
-      done_ = nullptr;
-    }
-    quit();
+    deliver(std::move(stats_));
   }
 
   cycle_mode mode_;
   caf::actor sup_;
   int warmup_;
   int n_;
-  cycle_promise done_;
   int i_ = 0;
   clk::time_point start_;
   clk::time_point t0_;
@@ -462,15 +456,14 @@ using fill_promise = std::shared_ptr<std::promise<fill_result>>;
 /// (start_child requests to `sups`, round robin, `pipeline_window` in flight
 /// each), keeps their handles, and optionally pings every one of them so
 /// that each has run at least once. Reports when all are confirmed.
-class fill_driver : public caf::event_based_actor {
+class fill_driver : public ft::bench::result_driver<fill_result> {
 public:
   fill_driver(caf::actor_config& cfg, std::vector<caf::actor> sups, size_t n,
               bool ping, std::vector<caf::actor> handles, fill_promise done)
-    : caf::event_based_actor(cfg),
+    : ft::bench::result_driver<fill_result>(cfg, std::move(done)),
       sups_(std::move(sups)),
       n_(n),
-      ping_(ping),
-      done_(std::move(done)) {
+      ping_(ping) {
     res_.handles = std::move(handles); // reserved by the caller
   }
 
@@ -545,17 +538,12 @@ private:
   }
 
   void finish() {
-    if (done_) {
-      done_->set_value(std::move(res_));
-      done_ = nullptr;
-    }
-    quit();
+    deliver(std::move(res_));
   }
 
   std::vector<caf::actor> sups_;
   size_t n_;
   bool ping_;
-  fill_promise done_;
   size_t issued_ = 0;
   size_t next_ping_ = 0;
   size_t pinged_ = 0;
