@@ -306,6 +306,10 @@ private:
     finished_ = true;
     release_ticket();
     give_back_slot();
+    // Nobody waits for the answer any more. Drop the promise: an undelivered
+    // promise holds a strong reference to this actor, and the cycle would
+    // keep every cancelled retrier alive forever.
+    rp_ = caf::response_promise{};
     if (!acquiring_)
       quit();
   }
