@@ -43,6 +43,7 @@ const char* to_string(errc x) noexcept {
     case errc::retries_exhausted: return "retries_exhausted";
     case errc::invalid_breaker_config: return "invalid_breaker_config";
     case errc::too_many_retries: return "too_many_retries";
+    case errc::recovery_exhausted: return "recovery_exhausted";
   }
   return "unknown_ft_error";
 }

@@ -70,6 +70,9 @@ enum class errc : uint8_t {
   invalid_breaker_config,
   /// The caller's cap on in-flight retrying requests is used up.
   too_many_retries,
+  /// A recovery chain ran out of steps without an answer (or its last step,
+  /// escalate, was taken); the context names the last error.
+  recovery_exhausted,
 };
 
 /// Returns the OTP-style name of `x`, e.g. `"already_present"`.
