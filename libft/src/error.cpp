@@ -44,6 +44,15 @@ const char* to_string(errc x) noexcept {
     case errc::invalid_breaker_config: return "invalid_breaker_config";
     case errc::too_many_retries: return "too_many_retries";
     case errc::recovery_exhausted: return "recovery_exhausted";
+    case errc::snapshot_not_found: return "snapshot_not_found";
+    case errc::stale_sequence: return "stale_sequence";
+    case errc::checksum_mismatch: return "checksum_mismatch";
+    case errc::corrupt_snapshot: return "corrupt_snapshot";
+    case errc::schema_mismatch: return "schema_mismatch";
+    case errc::store_full: return "store_full";
+    case errc::store_unavailable: return "store_unavailable";
+    case errc::store_error: return "store_error";
+    case errc::restore_failed: return "restore_failed";
   }
   return "unknown_ft_error";
 }

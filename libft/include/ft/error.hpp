@@ -73,6 +73,30 @@ enum class errc : uint8_t {
   /// A recovery chain ran out of steps without an answer (or its last step,
   /// escalate, was taken); the context names the last error.
   recovery_exhausted,
+  // -- snapshots ----------------------------------------------------------------
+  /// No snapshot for this key (or key and sequence).
+  snapshot_not_found,
+  /// A write whose sequence is not above the key's stored one (an idempotent
+  /// replay or a stale writer); nothing was written.
+  stale_sequence,
+  /// A stored snapshot's checksum does not match its bytes.
+  checksum_mismatch,
+  /// A stored snapshot cannot be decoded (truncated, not Cap'n Proto, or
+  /// missing fields).
+  corrupt_snapshot,
+  /// A snapshot's schema version is not the one the reader expects and no
+  /// upgrade hook converted it.
+  schema_mismatch,
+  /// The store reached its maximum map size (LMDB `MDB_MAP_FULL` after
+  /// growing) or the disk is full.
+  store_full,
+  /// The store's directory is missing, unreadable or not an LMDB store.
+  store_unavailable,
+  /// Any other storage failure (the context names the LMDB or OS error).
+  store_error,
+  /// Starting an actor from its snapshots failed `max_recovery_attempts`
+  /// times on every snapshot that was tried.
+  restore_failed,
 };
 
 /// Returns the OTP-style name of `x`, e.g. `"already_present"`.
