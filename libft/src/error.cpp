@@ -53,6 +53,7 @@ const char* to_string(errc x) noexcept {
     case errc::store_unavailable: return "store_unavailable";
     case errc::store_error: return "store_error";
     case errc::restore_failed: return "restore_failed";
+    case errc::duplicate_message: return "duplicate_message";
   }
   return "unknown_ft_error";
 }

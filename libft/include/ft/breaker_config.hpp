@@ -109,6 +109,49 @@ struct breaker_config {
   /// error. An error it rejects (e.g. a "not found" answer from a healthy
   /// callee) counts as a success: the callee did respond.
   std::function<bool(const caf::error&)> is_failure;
+
+  /// Adaptive mode: tunes `failure_threshold` and `recovery_timeout` within
+  /// bounds from what the breaker observes, so one config fits callees that
+  /// are noisy and callees that are clean. The configured values are the
+  /// starting point and must lie within the bounds (`validate` rejects them
+  /// otherwise instead of clamping silently: the operator's number is either
+  /// used or reported). The bounds are validated even when adaptive mode is
+  /// off, so enabling it is one line.
+  struct adaptive_config {
+    /// Off by default: without it the breaker behaves exactly as configured.
+    bool enabled = false;
+
+    /// The lowest tuned `failure_threshold` (>= 1): even a perfectly clean
+    /// callee needs this many consecutive failures to trip, so one stray
+    /// error never opens the circuit.
+    int min_failure_threshold = 3;
+
+    /// The highest tuned `failure_threshold`: caps how long a very noisy
+    /// callee may fail in a row before it counts as down.
+    int max_failure_threshold = 20;
+
+    /// The shortest tuned `recovery_timeout` (> 0): keeps a callee that
+    /// recovers fast from being probed in a tight loop.
+    caf::timespan min_recovery_timeout = std::chrono::seconds(5);
+
+    /// The longest tuned `recovery_timeout` (<= `max_reset_timeout`, so a
+    /// failed trial never shortens the open period): bounds the wait after
+    /// a few slow recoveries.
+    caf::timespan max_recovery_timeout = std::chrono::minutes(2);
+
+    /// The accepted probability, in (0, 1), that background failures alone
+    /// (at the observed failure rate p) make a run long enough to trip: the
+    /// tuned threshold is the smallest k in the bounds with p^k <= this.
+    double false_trip_probability = 0.001;
+
+    /// The weight, in (0, 1], of the newest observation in the moving
+    /// averages (failure rate per call, recovery time per outage): higher
+    /// follows changes faster, lower smooths out chance.
+    double smoothing = 0.2;
+  };
+
+  /// Adaptive mode (off by default).
+  adaptive_config adaptive;
 };
 
 /// Returns the name of `x`, e.g. `"count_based"`.
@@ -119,7 +162,11 @@ std::optional<breaker_config::window_kind>
 parse_window_kind(const std::string& x);
 
 /// Returns an `invalid_breaker_config` error whose context starts with the
-/// first out-of-range field, e.g. `failure_threshold = -1 (must be >= 0)`.
+/// first out-of-range field, e.g. `failure_threshold = -1 (must be >= 0)` or
+/// `adaptive.min_failure_threshold = 0 (must be >= 1)`. With
+/// `adaptive.enabled`, `failure_threshold` and `recovery_timeout` must lie
+/// within the adaptive bounds and `adaptive.max_recovery_timeout` must not
+/// exceed `max_reset_timeout`.
 caf::error validate(const breaker_config& x);
 
 // -- presets and YAML ---------------------------------------------------------
@@ -136,6 +183,11 @@ caf::error validate(const breaker_config& x);
 ///   rate (or 50% slow calls of >= 1 s) over the last 20 calls (minimum 5),
 ///   probes after 10 s with 1 trial, 2 successes close; the open period
 ///   doubles up to 10 min; call_timeout 2 s.
+///
+/// Each preset keeps adaptive mode off but sets bounds around its values, so
+/// `adaptive.enabled: true` is all it takes: production tunes the threshold
+/// in [3, 20] and the recovery timeout in [10 s, 2 min], development in
+/// [5, 30] and [1 s, 30 s], aggressive in [2, 8] and [5 s, 1 min].
 caf::expected<breaker_config> breaker_preset(const std::string& name);
 
 /// Reads a breaker config from a YAML mapping with the fields
@@ -144,11 +196,14 @@ caf::expected<breaker_config> breaker_preset(const std::string& name);
 /// `half_open_max_calls`, `window` (none|count_based|time_based),
 /// `window_size`, `window_duration`, `minimum_calls`,
 /// `failure_rate_threshold`, `slow_call_duration`,
-/// `slow_call_rate_threshold` (durations in seconds) and `preset`
-/// (production|development|aggressive), which is applied first so explicit
-/// fields override it. Errors are `invalid_breaker_config` naming
-/// `source:line`, the field and the value. An empty document gives the
-/// defaults.
+/// `slow_call_rate_threshold`, `adaptive` (a nested mapping with `enabled`,
+/// `min_failure_threshold`, `max_failure_threshold`, `min_recovery_timeout`,
+/// `max_recovery_timeout`, `false_trip_probability`, `smoothing`; durations
+/// in seconds) and `preset` (production|development|aggressive), which is
+/// applied first so explicit fields override it (fields of `adaptive` one by
+/// one). Errors are `invalid_breaker_config` naming `source:line`, the field
+/// (`adaptive.smoothing` inside the nested mapping) and the value. An empty
+/// document gives the defaults.
 caf::expected<breaker_config>
 breaker_config_from_yaml(const std::string& text,
                          const std::string& source = "<config>");

@@ -97,6 +97,9 @@ enum class errc : uint8_t {
   /// Starting an actor from its snapshots failed `max_recovery_attempts`
   /// times on every snapshot that was tried.
   restore_failed,
+  /// A message carrying an id the actor already applied (its dedupe window,
+  /// stored with its snapshot, remembers it): it was not applied again.
+  duplicate_message,
 };
 
 /// Returns the OTP-style name of `x`, e.g. `"already_present"`.
