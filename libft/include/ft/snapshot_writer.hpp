@@ -1,0 +1,117 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/atom.hpp>
+#include <caf/expected.hpp>
+#include <caf/fwd.hpp>
+#include <caf/meta/type_name.hpp>
+#include <caf/timespan.hpp>
+
+#include "ft/snapshot.hpp"
+#include "ft/snapshot_store.hpp"
+
+/// The snapshot writer: the one actor per node that owns the LMDB
+/// environment. LMDB admits one write transaction at a time, and an
+/// environment must be opened once per process, so every snapshot write and
+/// read on a node goes through this actor; it serialises the writers and,
+/// in `group_commit` mode, puts the writes that arrive together into one
+/// transaction (one fsync) and answers each writer after that commit.
+namespace ft {
+
+// -- messages -----------------------------------------------------------------
+
+/// `(snapshot_write_atom, snapshot_envelope) -> uint64_t`: stores the
+/// snapshot; answers its sequence once the commit is on disk (per the
+/// store's durability), or an error (`stale_sequence`, `store_full`, ...).
+using snapshot_write_atom = caf::atom_constant<caf::atom("ftsnwrite")>;
+
+/// `(snapshot_latest_atom, std::string key) -> snapshot_envelope`.
+using snapshot_latest_atom = caf::atom_constant<caf::atom("ftsnlatest")>;
+
+/// `(snapshot_before_atom, std::string key, uint64_t sequence)
+/// -> snapshot_envelope`: the newest snapshot older than `sequence`.
+using snapshot_before_atom = caf::atom_constant<caf::atom("ftsnbefore")>;
+
+/// `(snapshot_list_atom) -> std::vector<snapshot_info>`.
+using snapshot_list_atom = caf::atom_constant<caf::atom("ftsnlist")>;
+
+/// `(snapshot_verify_atom) -> std::vector<snapshot_problem>`.
+using snapshot_verify_atom = caf::atom_constant<caf::atom("ftsnverify")>;
+
+/// `(snapshot_prune_atom, std::string key, uint64_t keep) -> uint64_t`
+/// (how many were deleted).
+using snapshot_prune_atom = caf::atom_constant<caf::atom("ftsnprune")>;
+
+/// `(snapshot_remove_atom, std::string key) -> uint64_t`.
+using snapshot_remove_atom = caf::atom_constant<caf::atom("ftsnremove")>;
+
+/// `(snapshot_stats_atom) -> snapshot_writer_stats`.
+using snapshot_stats_atom = caf::atom_constant<caf::atom("ftsnstats")>;
+
+/// Counters for monitoring and for the group-commit benchmark.
+struct snapshot_writer_stats {
+  /// Snapshots stored (acknowledged).
+  uint64_t writes = 0;
+  /// Writes answered with an error.
+  uint64_t rejected = 0;
+  /// Write transactions committed (one per batch in `group_commit`).
+  uint64_t transactions = 0;
+  /// The largest batch committed in one transaction.
+  uint64_t largest_batch = 0;
+  /// Bytes of payload stored.
+  uint64_t payload_bytes = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f,
+                                        snapshot_writer_stats& x) {
+  return f(caf::meta::type_name("ft.snapshot_writer_stats"), x.writes,
+           x.rejected, x.transactions, x.largest_batch, x.payload_bytes);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, snapshot_info& x) {
+  return f(caf::meta::type_name("ft.snapshot_info"), x.key, x.sequence,
+           x.actor_type, x.schema_version, x.timestamp_ms, x.node_id,
+           x.stored_size, x.payload_size);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, snapshot_problem& x) {
+  return f(caf::meta::type_name("ft.snapshot_problem"), x.key, x.sequence,
+           x.reason);
+}
+
+// -- spawning -----------------------------------------------------------------
+
+struct snapshot_writer_options {
+  /// The store's directory.
+  std::string dir;
+
+  /// How the store opens and syncs; `store.mode` selects per-write commits
+  /// (`durable`, `nosync`) or batching (`group_commit`).
+  snapshot_store_options store;
+
+  /// `group_commit`: how long the first write of a batch waits for others.
+  /// 0 (the default) adds no latency: the batch closes when the writer has
+  /// taken every write already in its mailbox, so a burst of writers shares
+  /// one commit and a lone writer pays one commit.
+  caf::timespan group_window{0};
+
+  /// `group_commit`: a batch this large commits at once.
+  size_t max_batch = 1024;
+};
+
+/// Opens the store (errors such as `store_unavailable` come back here, not
+/// from the actor) and spawns the writer owning it. Reads flush a pending
+/// batch first, so a reader sees every write sent before its request (a
+/// restarted actor sees its predecessor's last snapshot). The writer
+/// commits its pending batch when it terminates.
+caf::expected<caf::actor> spawn_snapshot_writer(caf::actor_system& sys,
+                                                snapshot_writer_options opts);
+
+} // namespace ft
