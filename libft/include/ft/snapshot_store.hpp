@@ -26,9 +26,10 @@ enum class durability : uint8_t {
   /// arrive within its window into one transaction (`write_batch`), so one
   /// fsync serves many snapshots; each caller is answered after the commit.
   group_commit,
-  /// Commits are not synced: a crash of the OS or machine (not of the
-  /// process) may lose the last commits or, with some file systems, corrupt
-  /// the store. For tests and caches only.
+  /// Commits are not synced (`MDB_NOSYNC`): a crash of the OS or machine
+  /// (not of the process) may lose the last commits or, with some file
+  /// systems, corrupt the store. Closing the store syncs once. For tests and
+  /// caches only.
   nosync,
 };
 
@@ -45,6 +46,9 @@ struct snapshot_store_options {
   size_t initial_map_size = size_t{64} << 20;
 
   /// The cap of the map size; beyond it writes fail with `store_full`.
+  /// `prune` and `remove` may briefly use a headroom past it (1/32 of it,
+  /// at least 1 MiB), because LMDB copies pages even to delete: a full
+  /// store can always be pruned to make room.
   size_t max_map_size = size_t{64} << 30;
 
   /// Create the directory if it does not exist.
@@ -77,15 +81,25 @@ struct snapshot_problem {
 };
 
 /// A handle to one open store. Move-only; closing happens in the
-/// destructor. Not thread-safe: one owner (the writer actor, or a tool)
-/// uses it at a time. Several processes may open the same directory:
-/// LMDB's lock file serialises their writers, and readers never block
-/// writers.
+/// destructor; a moved-from store may only be assigned to or destroyed.
+/// Not thread-safe: one owner (the writer actor, or a tool) uses it at a
+/// time, from any thread (every call begins and ends its own transaction).
+/// Several processes may open the same directory: LMDB's lock file
+/// serialises their writers, and readers never block writers. One process
+/// must not open the same directory twice at once (LMDB's locks are per
+/// process): close the first handle before reopening.
+///
+/// Keys are at most 502 bytes (LMDB's key limit minus the 9 bytes the
+/// store appends); longer ones are rejected as `corrupt_snapshot`. The
+/// on-disk layout is described in `snapshot_store.cpp`.
 class snapshot_store {
 public:
-  /// Opens (or creates) the store in directory `dir`. Errors:
-  /// `store_unavailable` naming the directory and the cause (missing and
-  /// not created, not a directory, permission denied, not an LMDB store).
+  /// Opens (or creates) the store in directory `dir`, clearing reader slots
+  /// left by dead processes. An existing store keeps the map size it grew
+  /// to. Errors: `store_unavailable` naming the directory and the cause
+  /// (missing and not created, not a directory, permission denied, not an
+  /// LMDB store, or nothing to open read-only); `store_error` for invalid
+  /// map sizes and other LMDB failures.
   static caf::expected<snapshot_store> open(const std::string& dir,
                                             snapshot_store_options opts = {});
 
@@ -96,8 +110,12 @@ public:
   // -- writing ----------------------------------------------------------------
 
   /// Stores `x` (its checksum is computed here) in one transaction, synced
-  /// unless the mode is `nosync`. Errors: `stale_sequence` if the key
-  /// already holds a sequence >= `x.sequence`; `store_full`; `store_error`.
+  /// unless the mode is `nosync`. Sequences start at 1. Errors:
+  /// `stale_sequence` if the key already holds a sequence >= `x.sequence`
+  /// (or `x.sequence` is 0), and then nothing was written;
+  /// `corrupt_snapshot` for an empty, NUL-containing or too long key;
+  /// `store_full` (map at `max_map_size`, or the disk full); `store_error`
+  /// (also when open read-only).
   caf::error write(const snapshot_envelope& x);
 
   /// Stores all of `xs` in one transaction (one sync). Returns one result
@@ -112,7 +130,9 @@ public:
   // -- reading ----------------------------------------------------------------
 
   /// The snapshot with this key and sequence, checksum verified. Errors:
-  /// `snapshot_not_found`, `checksum_mismatch`, `corrupt_snapshot`.
+  /// `snapshot_not_found`, `checksum_mismatch`, `corrupt_snapshot` (also
+  /// when the record holds another key or sequence than it is stored
+  /// under).
   caf::expected<snapshot_envelope> read(const std::string& key,
                                         uint64_t sequence) const;
 
@@ -128,7 +148,9 @@ public:
   caf::expected<uint64_t> latest_sequence(const std::string& key) const;
 
   /// Every stored snapshot (or those of `key` only), ordered by key then
-  /// sequence, headers only.
+  /// sequence, headers only. A record whose header does not decode is still
+  /// listed, with only key, sequence and `stored_size` set: `verify` says
+  /// what is wrong with it.
   caf::expected<std::vector<snapshot_info>>
   list(const std::optional<std::string>& key = std::nullopt) const;
 
@@ -139,7 +161,9 @@ public:
   // -- removing ---------------------------------------------------------------
 
   /// Keeps the newest `keep` snapshots of `key` and deletes the rest.
-  /// Returns how many were deleted.
+  /// Returns how many were deleted (0 for an unknown key). Later writes
+  /// still need sequences above the deleted ones only while a newer one
+  /// remains: after deleting all, the key starts over.
   caf::expected<size_t> prune(const std::string& key, size_t keep);
 
   /// Deletes every snapshot of `key` (`snapshot_not_found` if none).
