@@ -1,6 +1,7 @@
 #include "ft/breaker.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <sstream>
 
 #include "ft/error.hpp"
@@ -53,12 +54,20 @@ breaker::breaker(breaker_config cfg, time_point now)
   : cfg_(std::move(cfg)),
     last_transition_(now),
     open_period_(cfg_.recovery_timeout),
-    open_until_(now) {
+    open_until_(now),
+    failure_threshold_(cfg_.failure_threshold),
+    recovery_timeout_(cfg_.recovery_timeout) {
   if (cfg_.window == breaker_config::window_kind::count_based)
     ring_.assign(static_cast<size_t>(std::max(cfg_.window_size, 1)), 0);
   if (cfg_.window == breaker_config::window_kind::time_based)
     bucket_width_ = std::max(caf::timespan{1},
                              cfg_.window_duration / num_buckets);
+  if (cfg_.adaptive.enabled) {
+    // Start where the configured values are right: p^threshold = q.
+    failure_rate_ = std::pow(cfg_.adaptive.false_trip_probability,
+                             1.0 / cfg_.failure_threshold);
+    recovery_time_ = static_cast<double>(cfg_.recovery_timeout.count());
+  }
 }
 
 caf::expected<breaker> breaker::make(breaker_config cfg, time_point now) {
@@ -147,13 +156,20 @@ void breaker::record(const breaker_permit& permit, time_point now,
       ++(failed ? epoch_failures_ : epoch_successes_);
       return;
     case breaker_state::closed: {
+      if (cfg_.adaptive.enabled && !failed)
+        learn_failure_rate();
       ++(failed ? epoch_failures_ : epoch_successes_);
       consecutive_failures_ = failed ? consecutive_failures_ + 1 : 0;
-      if (cfg_.failure_threshold > 0
-          && consecutive_failures_ >= cfg_.failure_threshold) {
+      if (failure_threshold_ > 0
+          && consecutive_failures_ >= failure_threshold_) {
         open(now, std::to_string(consecutive_failures_)
                     + " consecutive failures (failure_threshold = "
-                    + std::to_string(cfg_.failure_threshold) + ")");
+                    + std::to_string(failure_threshold_)
+                    + (cfg_.adaptive.enabled
+                         ? ", adaptive to a failure rate of "
+                             + render_percent(100.0 * failure_rate_)
+                         : std::string{})
+                    + ")");
         return;
       }
       if (cfg_.window == breaker_config::window_kind::none)
@@ -191,11 +207,15 @@ void breaker::record(const breaker_permit& permit, time_point now,
                     + ", open for " + render_seconds(open_period_));
         return;
       }
-      if (++trial_successes_ >= cfg_.success_threshold)
+      if (++trial_successes_ == 1)
+        recovered_at_ = now;
+      if (trial_successes_ >= cfg_.success_threshold)
         transition(breaker_state::closed, now,
                    std::to_string(trial_successes_)
                      + " trial successes (success_threshold = "
-                     + std::to_string(cfg_.success_threshold) + ")");
+                     + std::to_string(cfg_.success_threshold) + ")"
+                     + (cfg_.adaptive.enabled ? learn_recovery_time()
+                                              : std::string{}));
       return;
     case breaker_state::open:
     case breaker_state::forced_open:
@@ -218,7 +238,7 @@ void breaker::reset(time_point now) {
   consecutive_failures_ = 0;
   epoch_successes_ = 0;
   epoch_failures_ = 0;
-  open_period_ = cfg_.recovery_timeout;
+  open_period_ = recovery_timeout_;
   window_clear();
 }
 
@@ -276,6 +296,13 @@ breaker_stats breaker::stats(time_point now) const {
         : open_period_;
   if (st == breaker_state::open)
     result.open_until = open_until_;
+  result.effective_failure_threshold = failure_threshold_;
+  result.effective_recovery_timeout = recovery_timeout_;
+  if (cfg_.adaptive.enabled) {
+    result.observed_failure_rate = 100.0 * failure_rate_;
+    result.observed_recovery_time
+      = caf::timespan{std::llround(recovery_time_)};
+  }
   result.health_percentage = health(st, now);
   return result;
 }
@@ -295,12 +322,17 @@ void breaker::transition(breaker_state to, time_point at, std::string reason) {
   window_clear();
   // Closing (automatically or by hand) forgets how often probes failed.
   if (to == breaker_state::closed)
-    open_period_ = cfg_.recovery_timeout;
+    open_period_ = recovery_timeout_;
   if (listener_)
     listener_(breaker_transition{from, to, at, std::move(reason)});
 }
 
 void breaker::open(time_point now, std::string reason) {
+  // An outage starts with a trip in closed; each failed trial shows it still
+  // lasted at `now` (see learn_recovery_time).
+  if (state_ == breaker_state::closed)
+    outage_start_ = now;
+  last_failed_probe_ = now;
   open_until_ = add_saturated(now, open_period_);
   // Built once per open period: rejecting must be cheap (the fail-fast path
   // runs millions of times per second), and formatting costs ~0.5 us.
@@ -422,15 +454,53 @@ double breaker::health(breaker_state st, time_point now) const {
                        100.0);
       }
       auto headroom = 100.0;
-      if (cfg_.failure_threshold > 0)
+      if (failure_threshold_ > 0)
         headroom = 100.0
                    * (1.0
                       - static_cast<double>(consecutive_failures_)
-                          / cfg_.failure_threshold);
+                          / failure_threshold_);
       return std::clamp(std::min(rate, headroom), 0.0, 100.0);
     }
   }
   return 0.0;
+}
+
+void breaker::learn_failure_rate() {
+  auto& a = cfg_.adaptive;
+  // The run of failures this success ends, then the success, in closed form.
+  auto keep = 1.0 - a.smoothing;
+  failure_rate_ = keep
+                  * (1.0
+                     - std::pow(keep, consecutive_failures_)
+                         * (1.0 - failure_rate_));
+  // The smallest k with p^k <= q. After a success p < 1; p == 0 gives
+  // k = 0, p near 1 a huge k: the clamp covers both. The epsilon keeps
+  // p^k == q exactly (e.g. the starting rate) from rounding up to k + 1.
+  auto k = std::ceil(std::log(a.false_trip_probability)
+                       / std::log(failure_rate_)
+                     - 1e-9);
+  failure_threshold_ = static_cast<int>(
+    std::clamp(k, static_cast<double>(a.min_failure_threshold),
+               static_cast<double>(a.max_failure_threshold)));
+}
+
+std::string breaker::learn_recovery_time() {
+  auto& a = cfg_.adaptive;
+  // The callee came back between the last failed probe (or the trip) and the
+  // first successful trial: take the middle.
+  auto since_start = [this](time_point t) {
+    return std::max(0.0, static_cast<double>((t - outage_start_).count()));
+  };
+  auto observed = (since_start(last_failed_probe_) + since_start(recovered_at_))
+                  / 2.0;
+  recovery_time_ += a.smoothing * (observed - recovery_time_);
+  recovery_timeout_ = std::clamp(caf::timespan{std::llround(recovery_time_)},
+                                 a.min_recovery_timeout,
+                                 a.max_recovery_timeout);
+  return "; recovered after about "
+         + render_seconds(caf::timespan{std::llround(observed)})
+         + ", recovery_timeout " + render_seconds(recovery_timeout_)
+         + " (adaptive)";
 }
 
 } // namespace ft

@@ -3,8 +3,10 @@
 #include "yaml_reader.hpp"
 
 #include <cmath>
+#include <initializer_list>
 #include <set>
 #include <sstream>
+#include <utility>
 
 #include <yaml-cpp/yaml.h>
 
@@ -135,6 +137,51 @@ caf::error validate(const breaker_config& x) {
     return fail("slow_call_rate_threshold",
                 render_number(x.slow_call_rate_threshold),
                 "must be in (0, 100]");
+  // The adaptive bounds are checked even when off, so enabling is one line.
+  auto& a = x.adaptive;
+  if (a.min_failure_threshold < 1)
+    return fail("adaptive.min_failure_threshold",
+                std::to_string(a.min_failure_threshold), "must be >= 1");
+  if (a.max_failure_threshold < a.min_failure_threshold)
+    return fail("adaptive.max_failure_threshold",
+                std::to_string(a.max_failure_threshold),
+                "must be >= adaptive.min_failure_threshold "
+                  + std::to_string(a.min_failure_threshold));
+  if (a.min_recovery_timeout.count() <= 0)
+    return fail("adaptive.min_recovery_timeout",
+                render_seconds(a.min_recovery_timeout), "must be > 0");
+  if (a.max_recovery_timeout < a.min_recovery_timeout)
+    return fail("adaptive.max_recovery_timeout",
+                render_seconds(a.max_recovery_timeout),
+                "must be >= adaptive.min_recovery_timeout "
+                  + render_seconds(a.min_recovery_timeout));
+  if (!(a.false_trip_probability > 0.0 && a.false_trip_probability < 1.0))
+    return fail("adaptive.false_trip_probability",
+                render_number(a.false_trip_probability), "must be in (0, 1)");
+  if (!(a.smoothing > 0.0 && a.smoothing <= 1.0))
+    return fail("adaptive.smoothing", render_number(a.smoothing),
+                "must be in (0, 1]");
+  if (!a.enabled)
+    return caf::none;
+  // Enabled: the configured values are the starting point of the tuning.
+  if (x.failure_threshold < a.min_failure_threshold
+      || x.failure_threshold > a.max_failure_threshold)
+    return fail("failure_threshold", std::to_string(x.failure_threshold),
+                "must be within the adaptive bounds ["
+                  + std::to_string(a.min_failure_threshold) + ", "
+                  + std::to_string(a.max_failure_threshold) + "]");
+  if (x.recovery_timeout < a.min_recovery_timeout
+      || x.recovery_timeout > a.max_recovery_timeout)
+    return fail("recovery_timeout", render_seconds(x.recovery_timeout),
+                "must be within the adaptive bounds ["
+                  + render_seconds(a.min_recovery_timeout) + ", "
+                  + render_seconds(a.max_recovery_timeout) + "]");
+  if (a.max_recovery_timeout > x.max_reset_timeout)
+    return fail("adaptive.max_recovery_timeout",
+                render_seconds(a.max_recovery_timeout),
+                "must be <= max_reset_timeout "
+                  + render_seconds(x.max_reset_timeout)
+                  + ", else a failed trial shortens the open period");
   return caf::none;
 }
 
@@ -155,6 +202,10 @@ caf::expected<breaker_config> breaker_preset(const std::string& name) {
     x.window_size = 100;
     x.minimum_calls = 20;
     x.failure_rate_threshold = 50.0;
+    x.adaptive.min_failure_threshold = 3;
+    x.adaptive.max_failure_threshold = 20;
+    x.adaptive.min_recovery_timeout = 10s;
+    x.adaptive.max_recovery_timeout = 2min;
     return x;
   }
   if (name == "development") {
@@ -166,6 +217,10 @@ caf::expected<breaker_config> breaker_preset(const std::string& name) {
     x.call_timeout = 30s;
     x.half_open_max_calls = 3;
     x.window = breaker_config::window_kind::none;
+    x.adaptive.min_failure_threshold = 5;
+    x.adaptive.max_failure_threshold = 30;
+    x.adaptive.min_recovery_timeout = 1s;
+    x.adaptive.max_recovery_timeout = 30s;
     return x;
   }
   if (name == "aggressive") {
@@ -182,6 +237,10 @@ caf::expected<breaker_config> breaker_preset(const std::string& name) {
     x.failure_rate_threshold = 25.0;
     x.slow_call_duration = 1s;
     x.slow_call_rate_threshold = 50.0;
+    x.adaptive.min_failure_threshold = 2;
+    x.adaptive.max_failure_threshold = 8;
+    x.adaptive.min_recovery_timeout = 5s;
+    x.adaptive.max_recovery_timeout = 1min;
     return x;
   }
   return make_error(errc::invalid_breaker_config,
@@ -193,45 +252,52 @@ caf::expected<breaker_config> breaker_preset(const std::string& name) {
 
 namespace {
 
+/// Reads those of `fields` the mapping of `in` has, each with `read`.
+template <class T, class Read>
+caf::error read_each(const detail::yaml_reader& in,
+                     std::initializer_list<std::pair<const char*, T*>> fields,
+                     Read read) {
+  for (auto [field, dst] : fields) {
+    if (!in.has(field))
+      continue;
+    auto v = read(field);
+    if (!v)
+      return v.error();
+    *dst = *v;
+  }
+  return caf::none;
+}
+
 caf::error read_fields(const detail::yaml_reader& in, const YAML::Node& root,
                        breaker_config& x) {
-  for (auto [field, dst] : {std::pair{"failure_threshold", &x.failure_threshold},
-                            std::pair{"success_threshold", &x.success_threshold},
-                            std::pair{"half_open_max_calls",
-                                      &x.half_open_max_calls},
-                            std::pair{"window_size", &x.window_size},
-                            std::pair{"minimum_calls", &x.minimum_calls}}) {
-    if (!in.has(field))
-      continue;
-    auto v = in.integer(field);
-    if (!v)
-      return v.error();
-    *dst = *v;
-  }
-  for (auto [field, dst] :
-       {std::pair{"recovery_timeout", &x.recovery_timeout},
-        std::pair{"max_reset_timeout", &x.max_reset_timeout},
-        std::pair{"call_timeout", &x.call_timeout},
-        std::pair{"window_duration", &x.window_duration},
-        std::pair{"slow_call_duration", &x.slow_call_duration}}) {
-    if (!in.has(field))
-      continue;
-    auto v = in.seconds(field);
-    if (!v)
-      return v.error();
-    *dst = *v;
-  }
-  for (auto [field, dst] :
-       {std::pair{"reset_timeout_factor", &x.reset_timeout_factor},
-        std::pair{"failure_rate_threshold", &x.failure_rate_threshold},
-        std::pair{"slow_call_rate_threshold", &x.slow_call_rate_threshold}}) {
-    if (!in.has(field))
-      continue;
-    auto v = in.number(field);
-    if (!v)
-      return v.error();
-    *dst = *v;
-  }
+  auto integer = [&](const char* field) { return in.integer(field); };
+  auto seconds = [&](const char* field) { return in.seconds(field); };
+  auto number = [&](const char* field) { return in.number(field); };
+  if (auto err = read_each<int>(
+        in,
+        {{"failure_threshold", &x.failure_threshold},
+         {"success_threshold", &x.success_threshold},
+         {"half_open_max_calls", &x.half_open_max_calls},
+         {"window_size", &x.window_size},
+         {"minimum_calls", &x.minimum_calls}},
+        integer))
+    return err;
+  if (auto err = read_each<caf::timespan>(
+        in,
+        {{"recovery_timeout", &x.recovery_timeout},
+         {"max_reset_timeout", &x.max_reset_timeout},
+         {"call_timeout", &x.call_timeout},
+         {"window_duration", &x.window_duration},
+         {"slow_call_duration", &x.slow_call_duration}},
+        seconds))
+    return err;
+  if (auto err = read_each<double>(
+        in,
+        {{"reset_timeout_factor", &x.reset_timeout_factor},
+         {"failure_rate_threshold", &x.failure_rate_threshold},
+         {"slow_call_rate_threshold", &x.slow_call_rate_threshold}},
+        number))
+    return err;
   if (in.has("window")) {
     auto v = in.text("window");
     if (!v)
@@ -244,6 +310,79 @@ caf::error read_fields(const detail::yaml_reader& in, const YAML::Node& root,
     x.window = *kind;
   }
   return caf::none;
+}
+
+std::string context_of(const caf::error& err) {
+  if (!err || err.context().empty()
+      || !err.context().match_element<std::string>(0))
+    return {};
+  return err.context().get_as<std::string>(0);
+}
+
+/// Turns `source:line: field ...` from the reader of the nested mapping into
+/// `source:line: adaptive.field ...`, the name `validate` uses.
+caf::error in_adaptive(const caf::error& err, const std::string& source) {
+  auto ctx = context_of(err);
+  if (ctx.compare(0, source.size(), source) != 0)
+    return err;
+  auto pos = ctx.find(": ", source.size());
+  if (pos == std::string::npos)
+    return err;
+  return make_error(errc::invalid_breaker_config,
+                    ctx.insert(pos + 2, "adaptive."));
+}
+
+caf::error read_adaptive(const detail::yaml_reader& in,
+                         const std::string& source,
+                         breaker_config::adaptive_config& x) {
+  auto node = in.root()["adaptive"];
+  if (!node || node.IsNull()) // `adaptive:` alone keeps every default
+    return caf::none;
+  if (!node.IsMap())
+    return in.fail(node, "adaptive", "must be a mapping");
+  detail::yaml_reader sub{node, source, errc::invalid_breaker_config};
+  auto err = sub.check_known({"enabled", "min_failure_threshold",
+                              "max_failure_threshold", "min_recovery_timeout",
+                              "max_recovery_timeout", "false_trip_probability",
+                              "smoothing"});
+  if (!err)
+    err = read_each<bool>(sub, {{"enabled", &x.enabled}},
+                          [&](const char* f) { return sub.boolean(f); });
+  if (!err)
+    err = read_each<int>(sub,
+                         {{"min_failure_threshold", &x.min_failure_threshold},
+                          {"max_failure_threshold", &x.max_failure_threshold}},
+                         [&](const char* f) { return sub.integer(f); });
+  if (!err)
+    err = read_each<caf::timespan>(
+      sub,
+      {{"min_recovery_timeout", &x.min_recovery_timeout},
+       {"max_recovery_timeout", &x.max_recovery_timeout}},
+      [&](const char* f) { return sub.seconds(f); });
+  if (!err)
+    err = read_each<double>(
+      sub,
+      {{"false_trip_probability", &x.false_trip_probability},
+       {"smoothing", &x.smoothing}},
+      [&](const char* f) { return sub.number(f); });
+  return err ? in_adaptive(err, source) : caf::none;
+}
+
+/// Points an error of `validate` at its line: an `adaptive.*` field at its
+/// line inside the nested mapping (or at the mapping when it does not set
+/// the field), a field checked against the adaptive bounds at the mapping
+/// when the document does not set that field.
+caf::error locate(const detail::yaml_reader& in, const caf::error& err) {
+  auto ctx = context_of(err);
+  auto adaptive = in.root()["adaptive"];
+  if (!adaptive || ctx.find("adaptive") == std::string::npos)
+    return in.locate(err);
+  if (ctx.rfind("adaptive.", 0) != 0)
+    return in.locate(err, "adaptive");
+  auto field = ctx.substr(9, ctx.find(' ') - 9);
+  auto node = adaptive.IsMap() && adaptive[field] ? adaptive[field] : adaptive;
+  return make_error(errc::invalid_breaker_config,
+                    in.where(node) + ": " + ctx);
 }
 
 } // namespace
@@ -266,7 +405,7 @@ breaker_config_from_yaml(const std::string& text, const std::string& source) {
            "recovery_timeout", "reset_timeout_factor", "max_reset_timeout",
            "call_timeout", "half_open_max_calls", "window", "window_size",
            "window_duration", "minimum_calls", "failure_rate_threshold",
-           "slow_call_duration", "slow_call_rate_threshold"}))
+           "slow_call_duration", "slow_call_rate_threshold", "adaptive"}))
       return err;
     if (in.has("preset")) {
       auto name = in.text("preset");
@@ -281,8 +420,10 @@ breaker_config_from_yaml(const std::string& text, const std::string& source) {
     }
     if (auto err = read_fields(in, root, result))
       return err;
+    if (auto err = read_adaptive(in, source, result.adaptive))
+      return err;
     if (auto err = validate(result))
-      return in.locate(err);
+      return locate(in, err);
   } catch (const YAML::Exception& ex) {
     return detail::yaml_error(ex, source, errc::invalid_breaker_config);
   }

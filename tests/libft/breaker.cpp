@@ -927,3 +927,390 @@ TEST_CASE("stats report the open period of the next trip", "[breaker]") {
   REQUIRE(s.open_until);
   CHECK(*s.open_until == t0 + 30s);
 }
+
+// -- adaptive mode ------------------------------------------------------------
+
+namespace {
+
+/// small_config with adaptive bounds: threshold in [2, 10], recovery timeout
+/// in [4s, 20s] (max_reset_timeout stays 40s), q = 0.001, smoothing 0.2.
+breaker_config adaptive_config(bool enabled = true) {
+  auto cfg = small_config();
+  cfg.adaptive.enabled = enabled;
+  cfg.adaptive.min_failure_threshold = 2;
+  cfg.adaptive.max_failure_threshold = 10;
+  cfg.adaptive.min_recovery_timeout = 4s;
+  cfg.adaptive.max_recovery_timeout = 20s;
+  cfg.adaptive.false_trip_probability = 0.001;
+  cfg.adaptive.smoothing = 0.2;
+  return cfg;
+}
+
+/// Records one call per character of `pattern` at `now`: `S` succeeds, `F`
+/// fails.
+void feed(breaker& b, time_point now, const std::string& pattern) {
+  for (auto c : pattern) {
+    if (c == 'S')
+      succeed(b, now);
+    else
+      fail(b, now);
+  }
+}
+
+/// A healthy but noisy callee: 30% failures, never two in a row.
+const std::string noisy = [] {
+  std::string result;
+  for (int i = 0; i < 10; ++i)
+    result += "SSFSSFSFSS";
+  return result;
+}();
+
+/// Fails calls at `now` until the circuit opens; returns how many it took.
+int trip_adaptive(breaker& b, time_point now) {
+  int n = 0;
+  while (b.current_state() == breaker_state::closed && n < 1000) {
+    fail(b, now);
+    ++n;
+  }
+  REQUIRE(b.current_state() == breaker_state::open);
+  return n;
+}
+
+} // namespace
+
+TEST_CASE("validate checks the adaptive bounds, naming the field",
+          "[breaker][adaptive]") {
+  auto check_rejects = [](const breaker_config& x, const std::string& prefix) {
+    CAPTURE(prefix);
+    auto err = ft::validate(x);
+    REQUIRE(err);
+    CHECK(ft::is(err, ft::errc::invalid_breaker_config));
+    CHECK_THAT(message(err), StartsWith("invalid_breaker_config: " + prefix));
+    CHECK_FALSE(breaker::make(x, t0));
+  };
+  auto with = [](bool enabled, auto f) {
+    auto cfg = adaptive_config(enabled);
+    f(cfg);
+    return cfg;
+  };
+  CHECK_FALSE(ft::validate(adaptive_config()));
+  // The defaults are valid, and so is enabling them on the default config.
+  breaker_config defaults;
+  defaults.adaptive.enabled = true;
+  CHECK_FALSE(ft::validate(defaults));
+  // Bounds are checked whether adaptive mode is on or off.
+  for (auto enabled : {false, true}) {
+    CAPTURE(enabled);
+    check_rejects(with(enabled, [](auto& c) {
+                    c.adaptive.min_failure_threshold = -1;
+                  }),
+                  "adaptive.min_failure_threshold = -1 (must be >= 1)");
+    check_rejects(with(enabled, [](auto& c) {
+                    c.adaptive.min_failure_threshold = 0;
+                  }),
+                  "adaptive.min_failure_threshold = 0 (must be >= 1)");
+    check_rejects(with(enabled, [](auto& c) {
+                    c.adaptive.max_failure_threshold = 1;
+                  }),
+                  "adaptive.max_failure_threshold = 1 (must be >= "
+                  "adaptive.min_failure_threshold 2)");
+    check_rejects(with(enabled, [](auto& c) {
+                    c.adaptive.min_recovery_timeout = 0s;
+                  }),
+                  "adaptive.min_recovery_timeout = 0s (must be > 0)");
+    check_rejects(with(enabled, [](auto& c) {
+                    c.adaptive.min_recovery_timeout = -1s;
+                  }),
+                  "adaptive.min_recovery_timeout = -1s");
+    check_rejects(with(enabled, [](auto& c) {
+                    c.adaptive.max_recovery_timeout = 3s;
+                  }),
+                  "adaptive.max_recovery_timeout = 3s (must be >= "
+                  "adaptive.min_recovery_timeout 4s)");
+    for (auto q : {0.0, 1.0, -0.5, 2.0, std::nan("")})
+      check_rejects(with(enabled, [q](auto& c) {
+                      c.adaptive.false_trip_probability = q;
+                    }),
+                    "adaptive.false_trip_probability = ");
+    check_rejects(with(enabled, [](auto& c) {
+                    c.adaptive.false_trip_probability = 1.5;
+                  }),
+                  "adaptive.false_trip_probability = 1.5 (must be in (0, 1))");
+    for (auto s : {0.0, -0.1, 1.5, std::nan("")})
+      check_rejects(with(enabled, [s](auto& c) { c.adaptive.smoothing = s; }),
+                    "adaptive.smoothing = ");
+    check_rejects(with(enabled, [](auto& c) { c.adaptive.smoothing = 0; }),
+                  "adaptive.smoothing = 0 (must be in (0, 1])");
+  }
+  // smoothing 1 (only the newest observation counts) is allowed.
+  CHECK_FALSE(ft::validate(with(true, [](auto& c) {
+    c.adaptive.smoothing = 1.0;
+  })));
+  // Enabled: the configured values must lie within the bounds ...
+  check_rejects(with(true, [](auto& c) { c.failure_threshold = 11; }),
+                "failure_threshold = 11 (must be within the adaptive bounds "
+                "[2, 10])");
+  check_rejects(with(true, [](auto& c) { c.failure_threshold = 1; }),
+                "failure_threshold = 1");
+  check_rejects(with(true, [](auto& c) { c.recovery_timeout = 3s; }),
+                "recovery_timeout = 3s (must be within the adaptive bounds "
+                "[4s, 20s])");
+  check_rejects(with(true, [](auto& c) { c.recovery_timeout = 30s; }),
+                "recovery_timeout = 30s");
+  // ... and a failed trial must never shorten the open period.
+  check_rejects(with(true, [](auto& c) { c.max_reset_timeout = 15s; }),
+                "adaptive.max_recovery_timeout = 20s (must be <= "
+                "max_reset_timeout 15s");
+  // Off: the configured values need not lie within the bounds.
+  CHECK_FALSE(ft::validate(with(false, [](auto& c) {
+    c.failure_threshold = 50;
+    c.recovery_timeout = 1s;
+    c.max_reset_timeout = 2s;
+  })));
+}
+
+TEST_CASE("adaptive mode off leaves the breaker unchanged",
+          "[breaker][adaptive]") {
+  // Same schedule on a breaker with default adaptive settings and one with
+  // (disabled) adaptive bounds: identical transitions and open periods.
+  breaker plain{small_config(), t0};
+  breaker off{adaptive_config(false), t0};
+  recorder plain_rec;
+  recorder off_rec;
+  plain_rec.attach(plain);
+  off_rec.attach(off);
+  auto t = t0;
+  for (auto* b : {&plain, &off}) {
+    feed(*b, t, noisy);
+    feed(*b, t, "FFF"); // trips the fixed threshold of 3
+    fail(*b, t + 10s);  // failed trial: open 20s
+    feed(*b, t + 30s, "SS");
+    feed(*b, t + 31s, noisy);
+    feed(*b, t + 31s, "FFF");
+  }
+  REQUIRE(off_rec.seen.size() == plain_rec.seen.size());
+  REQUIRE(off_rec.seen.size() == 6);
+  for (size_t i = 0; i < off_rec.seen.size(); ++i) {
+    CAPTURE(i);
+    CHECK(off_rec.seen[i].from == plain_rec.seen[i].from);
+    CHECK(off_rec.seen[i].to == plain_rec.seen[i].to);
+    CHECK(off_rec.seen[i].at == plain_rec.seen[i].at);
+    CHECK(off_rec.seen[i].reason == plain_rec.seen[i].reason);
+  }
+  CHECK(off_rec.seen[0].reason
+        == "3 consecutive failures (failure_threshold = 3)");
+  CHECK(off_rec.seen[4].reason
+        == "2 trial successes (success_threshold = 2)");
+  // The effective values are the configured ones; nothing is observed.
+  auto s = off.stats(t + 31s);
+  CHECK(s.effective_failure_threshold == 3);
+  CHECK(s.effective_recovery_timeout == 10s);
+  CHECK(s.observed_failure_rate == 0.0);
+  CHECK(s.observed_recovery_time == caf::timespan{0});
+  REQUIRE(s.open_until);
+  CHECK(*s.open_until == t + 41s);
+}
+
+TEST_CASE("adaptive: a noisy but healthy callee raises the threshold; chance "
+          "runs do not trip",
+          "[breaker][adaptive]") {
+  breaker b{adaptive_config(), t0};
+  recorder rec;
+  rec.attach(b);
+  // Before any observation: the configured values.
+  auto s = b.stats(t0);
+  CHECK(s.effective_failure_threshold == 3);
+  CHECK(s.effective_recovery_timeout == 10s);
+  // The starting rate is the one the configured threshold suits: p^3 = q.
+  CHECK(s.observed_failure_rate == Approx(10.0));
+  feed(b, t0, noisy);
+  s = b.stats(t0);
+  CHECK(s.observed_failure_rate > 20.0);
+  CHECK(s.observed_failure_rate < 40.0);
+  // p ~ 0.3 needs 6 failures in a row for p^k <= 0.001.
+  CHECK(s.effective_failure_threshold >= 5);
+  CHECK(s.effective_failure_threshold <= 7);
+  CHECK(rec.seen.empty());
+  // A chance run trips a fixed threshold of 2 (and one of 3, the configured
+  // start), but not the adaptive breaker.
+  for (auto fixed_threshold : {2, 3}) {
+    auto fixed_cfg = small_config();
+    fixed_cfg.failure_threshold = fixed_threshold;
+    breaker fixed{fixed_cfg, t0};
+    feed(fixed, t0, noisy);
+    REQUIRE(fixed.current_state() == breaker_state::closed);
+    feed(fixed, t0, std::string(fixed_threshold, 'F'));
+    CHECK(fixed.current_state() == breaker_state::open);
+  }
+  feed(b, t0, "FFF");
+  CHECK(b.current_state() == breaker_state::closed);
+  CHECK(b.stats(t0).consecutive_failures == 3);
+  // Health measures the headroom against the threshold in force.
+  auto k = b.stats(t0).effective_failure_threshold;
+  CHECK(b.stats(t0).health_percentage
+        == Approx(100.0 * (1.0 - 3.0 / k)).margin(1e-9));
+  // The success ending the run counts the run as noise: the bar goes up,
+  // within the bounds.
+  succeed(b, t0);
+  s = b.stats(t0);
+  CHECK(s.effective_failure_threshold > k);
+  CHECK(s.effective_failure_threshold <= 10);
+  CHECK(rec.seen.empty());
+}
+
+TEST_CASE("adaptive: the threshold never exceeds max_failure_threshold",
+          "[breaker][adaptive]") {
+  breaker b{adaptive_config(), t0};
+  // Noise growing to 70% failures in runs of up to 4: the threshold grows
+  // ahead of the runs, then stops at the bound.
+  for (int i = 0; i < 3; ++i)
+    feed(b, t0, "FFS");
+  for (int i = 0; i < 3; ++i)
+    feed(b, t0, "FFFS");
+  for (int i = 0; i < 20; ++i)
+    feed(b, t0, "FFFFSFFFS");
+  REQUIRE(b.current_state() == breaker_state::closed);
+  auto s = b.stats(t0);
+  CHECK(s.observed_failure_rate > 60.0);
+  CHECK(s.effective_failure_threshold == 10);
+  CHECK(trip_adaptive(b, t0) == 10);
+}
+
+TEST_CASE("adaptive: a clean callee lowers the threshold to the minimum",
+          "[breaker][adaptive]") {
+  breaker b{adaptive_config(), t0};
+  recorder rec;
+  rec.attach(b);
+  feed(b, t0, std::string(30, 'S'));
+  auto s = b.stats(t0);
+  CHECK(s.observed_failure_rate < 0.1);
+  CHECK(s.effective_failure_threshold == 2);
+  fail(b, t0);
+  CHECK(b.stats(t0).health_percentage == Approx(50.0));
+  fail(b, t0);
+  CHECK(b.current_state() == breaker_state::open);
+  REQUIRE(rec.seen.size() == 1);
+  CHECK_THAT(rec.seen[0].reason,
+             StartsWith("2 consecutive failures (failure_threshold = 2, "
+                        "adaptive to a failure rate of "));
+}
+
+TEST_CASE("adaptive: an outage trips at the learned threshold and does not "
+          "count as noise",
+          "[breaker][adaptive]") {
+  breaker b{adaptive_config(), t0};
+  recorder rec;
+  rec.attach(b);
+  feed(b, t0, noisy);
+  auto before = b.stats(t0);
+  auto k = before.effective_failure_threshold;
+  REQUIRE(k > 3);
+  // The run in progress does not raise the bar it is measured against.
+  for (int i = 1; i < k; ++i)
+    fail(b, t0);
+  CHECK(b.current_state() == breaker_state::closed);
+  CHECK(b.stats(t0).effective_failure_threshold == k);
+  fail(b, t0);
+  CHECK(b.current_state() == breaker_state::open);
+  REQUIRE(rec.seen.size() == 1);
+  CHECK_THAT(rec.seen[0].reason,
+             StartsWith(std::to_string(k) + " consecutive failures "
+                        "(failure_threshold = " + std::to_string(k)
+                        + ", adaptive to a failure rate of "));
+  // The tripping run is an outage, not noise: neither the rate nor the
+  // threshold moved, also after the circuit closed again.
+  auto after = b.stats(t0 + 10s);
+  CHECK(after.observed_failure_rate == before.observed_failure_rate);
+  feed(b, t0 + 10s, "SS");
+  REQUIRE(b.current_state() == breaker_state::closed);
+  after = b.stats(t0 + 10s);
+  CHECK(after.observed_failure_rate == before.observed_failure_rate);
+  CHECK(after.effective_failure_threshold == k);
+}
+
+TEST_CASE("adaptive: the recovery timeout follows observed recovery times",
+          "[breaker][adaptive]") {
+  auto cfg = adaptive_config();
+  cfg.adaptive.smoothing = 0.5;
+  breaker b{cfg, t0};
+  recorder rec;
+  rec.attach(b);
+  // Outage 1: the trial at +10s fails, the one at +30s succeeds. The callee
+  // came back between the two: observed (10s + 30s) / 2 = 20s, so the
+  // average moves from 10s halfway to 20s.
+  trip_adaptive(b, t0);
+  fail(b, t0 + 10s);
+  feed(b, t0 + 30s, "SS");
+  REQUIRE(b.current_state() == breaker_state::closed);
+  CHECK_THAT(rec.seen.back().reason,
+             Contains("2 trial successes (success_threshold = 2); recovered "
+                      "after about 20s, recovery_timeout 15s (adaptive)"));
+  auto s = b.stats(t0 + 30s);
+  CHECK(s.effective_recovery_timeout == 15s);
+  CHECK(s.observed_recovery_time == 15s);
+  CHECK(s.open_period == 15s);
+  // Outage 2 waits 15s; the first trial succeeds: observed 7.5s, average
+  // 11.25s.
+  auto t1 = t0 + 100s;
+  trip_adaptive(b, t1);
+  s = b.stats(t1);
+  REQUIRE(s.open_until);
+  CHECK(*s.open_until == t1 + 15s);
+  CHECK(b.state(t1 + 15s - 1ns) == breaker_state::open);
+  feed(b, t1 + 15s, "SS");
+  REQUIRE(b.current_state() == breaker_state::closed);
+  CHECK(b.stats(t1 + 15s).effective_recovery_timeout == 11250ms);
+  // Failed trials still grow the open period from the tuned start.
+  auto t2 = t0 + 200s;
+  trip_adaptive(b, t2);
+  fail(b, t2 + 11250ms);
+  CHECK(b.stats(t2 + 11250ms).open_period == 22500ms);
+  // A manual reset, of an open or a closed circuit, keeps what was learned.
+  for (auto t : {t2 + 12s, t2 + 13s}) {
+    b.reset(t);
+    REQUIRE(b.current_state() == breaker_state::closed);
+    CHECK(b.stats(t).open_period == 11250ms);
+    CHECK(b.stats(t).effective_recovery_timeout == 11250ms);
+  }
+}
+
+TEST_CASE("adaptive: the recovery timeout is clamped at both bounds",
+          "[breaker][adaptive]") {
+  auto cfg = adaptive_config();
+  cfg.adaptive.smoothing = 0.5;
+  breaker b{cfg, t0};
+  auto t = t0;
+  SECTION("fast recoveries: down to min_recovery_timeout") {
+    // Each first trial succeeds: observed half the wait, so the average
+    // halves towards 0 ... but the wait stops at 4s.
+    for (int i = 0; i < 8; ++i) {
+      trip_adaptive(b, t);
+      auto wait = *b.stats(t).open_until - t;
+      CHECK(wait >= 4s);
+      feed(b, t + wait, "SS");
+      REQUIRE(b.current_state() == breaker_state::closed);
+      t += 100s;
+    }
+    auto s = b.stats(t);
+    CHECK(s.effective_recovery_timeout == 4s);
+    CHECK(s.observed_recovery_time < 4s);
+    trip_adaptive(b, t);
+    CHECK(*b.stats(t).open_until == t + 4s);
+  }
+  SECTION("slow recoveries: up to max_recovery_timeout") {
+    // Trials fail at +10s and +30s (open 20s, then 40s), succeed at +70s:
+    // observed (30s + 70s) / 2 = 50s, average 30s, clamped to 20s.
+    trip_adaptive(b, t);
+    fail(b, t + 10s);
+    fail(b, t + 30s);
+    feed(b, t + 70s, "SS");
+    REQUIRE(b.current_state() == breaker_state::closed);
+    auto s = b.stats(t + 70s);
+    CHECK(s.observed_recovery_time == 30s);
+    CHECK(s.effective_recovery_timeout == 20s);
+    t += 100s;
+    trip_adaptive(b, t);
+    CHECK(*b.stats(t).open_until == t + 20s);
+    CHECK(b.state(t + 20s) == breaker_state::half_open);
+  }
+}

@@ -266,3 +266,196 @@ TEST_CASE("breaker_config_from_yaml names <config> by default",
   REQUIRE_FALSE(res);
   CHECK_THAT(message(res.error()), Contains("<config>:1: bogus"));
 }
+
+// -- adaptive mode ------------------------------------------------------------
+
+TEST_CASE("adaptive mode is off by default with valid bounds",
+          "[breaker_config][adaptive]") {
+  breaker_config x;
+  CHECK_FALSE(x.adaptive.enabled);
+  CHECK(x.adaptive.min_failure_threshold == 3);
+  CHECK(x.adaptive.max_failure_threshold == 20);
+  CHECK(x.adaptive.min_recovery_timeout == 5s);
+  CHECK(x.adaptive.max_recovery_timeout == 2min);
+  CHECK(x.adaptive.false_trip_probability == 0.001);
+  CHECK(x.adaptive.smoothing == 0.2);
+  // Enabling it on the defaults is valid: their values lie within bounds.
+  x.adaptive.enabled = true;
+  CHECK_FALSE(ft::validate(x));
+  // An empty document and an empty `adaptive:` give the same.
+  for (auto doc : {"", "adaptive:\n"}) {
+    CAPTURE(doc);
+    auto y = parse(doc);
+    CHECK_FALSE(y.adaptive.enabled);
+    CHECK(y.adaptive.max_failure_threshold == 20);
+    CHECK(y.adaptive.smoothing == 0.2);
+  }
+}
+
+TEST_CASE("the presets keep adaptive mode off, with bounds around their "
+          "values; enabling it is one line",
+          "[breaker_config][adaptive]") {
+  struct expected_bounds {
+    const char* name;
+    int min_threshold;
+    int max_threshold;
+    caf::timespan min_recovery;
+    caf::timespan max_recovery;
+  };
+  for (auto b : {expected_bounds{"production", 3, 20, 10s, 2min},
+                 expected_bounds{"development", 5, 30, 1s, 30s},
+                 expected_bounds{"aggressive", 2, 8, 5s, 1min}}) {
+    CAPTURE(b.name);
+    auto x = ft::breaker_preset(b.name);
+    REQUIRE(x);
+    CHECK_FALSE(x->adaptive.enabled);
+    CHECK(x->adaptive.min_failure_threshold == b.min_threshold);
+    CHECK(x->adaptive.max_failure_threshold == b.max_threshold);
+    CHECK(x->adaptive.min_recovery_timeout == b.min_recovery);
+    CHECK(x->adaptive.max_recovery_timeout == b.max_recovery);
+    auto y = parse(std::string{"preset: "} + b.name
+                   + "\nadaptive:\n  enabled: true\n");
+    CHECK(y.adaptive.enabled);
+    CHECK(y.failure_threshold == x->failure_threshold);
+    CHECK(y.adaptive.max_failure_threshold == b.max_threshold);
+  }
+}
+
+TEST_CASE("a nested adaptive mapping sets every field",
+          "[breaker_config][adaptive]") {
+  auto x = parse("failure_threshold: 4\n"
+                 "recovery_timeout: 20\n"
+                 "adaptive:\n"
+                 "  enabled: true\n"
+                 "  min_failure_threshold: 2\n"
+                 "  max_failure_threshold: 12\n"
+                 "  min_recovery_timeout: 2.5\n"
+                 "  max_recovery_timeout: 90\n"
+                 "  false_trip_probability: 0.0001\n"
+                 "  smoothing: 0.5\n");
+  CHECK(x.failure_threshold == 4);
+  CHECK(x.recovery_timeout == 20s);
+  CHECK(x.adaptive.enabled);
+  CHECK(x.adaptive.min_failure_threshold == 2);
+  CHECK(x.adaptive.max_failure_threshold == 12);
+  CHECK(x.adaptive.min_recovery_timeout == 2500ms);
+  CHECK(x.adaptive.max_recovery_timeout == 90s);
+  CHECK(x.adaptive.false_trip_probability == 0.0001);
+  CHECK(x.adaptive.smoothing == 0.5);
+  CHECK_FALSE(ft::validate(x));
+  SECTION("a preset's bounds are overridden field by field") {
+    auto y = parse("preset: aggressive\n"
+                   "adaptive:\n"
+                   "  max_failure_threshold: 4\n");
+    CHECK_FALSE(y.adaptive.enabled);
+    CHECK(y.adaptive.min_failure_threshold == 2);
+    CHECK(y.adaptive.max_failure_threshold == 4);
+    CHECK(y.adaptive.max_recovery_timeout == 1min);
+  }
+  SECTION("enabled: false keeps it off") {
+    auto y = parse("adaptive:\n  enabled: false\n  smoothing: 1\n");
+    CHECK_FALSE(y.adaptive.enabled);
+    CHECK(y.adaptive.smoothing == 1.0);
+  }
+}
+
+TEST_CASE("an unknown adaptive field is an error naming source, line and "
+          "field",
+          "[breaker_config][adaptive]") {
+  auto msg = parse_error("failure_threshold: 3\n"
+                         "adaptive:\n"
+                         "  enabled: true\n"
+                         "  smoothnes: 0.3\n");
+  CHECK_THAT(msg, StartsWith("invalid_breaker_config: brk.yaml:4: "));
+  CHECK_THAT(msg, Contains("adaptive.smoothnes is not a known field"));
+  CHECK_THAT(msg, Contains("smoothing"));
+}
+
+TEST_CASE("a bad adaptive value is an error naming source, line, field and "
+          "value",
+          "[breaker_config][adaptive]") {
+  SECTION("not a mapping") {
+    auto msg = parse_error("failure_threshold: 3\nadaptive: yes\n");
+    CHECK_THAT(msg, Contains("brk.yaml:2: adaptive must be a mapping"));
+  }
+  SECTION("not true or false") {
+    auto msg = parse_error("adaptive:\n  enabled: maybe\n");
+    CHECK_THAT(msg, Contains("brk.yaml:2: adaptive.enabled = 'maybe' is not "
+                             "true or false"));
+  }
+  SECTION("not a number") {
+    auto msg = parse_error("adaptive:\n  enabled: true\n"
+                           "  false_trip_probability: rare\n");
+    CHECK_THAT(msg, Contains("brk.yaml:3: adaptive.false_trip_probability = "
+                             "'rare' is not a number"));
+  }
+  SECTION("not an integer") {
+    auto msg = parse_error("adaptive:\n  max_failure_threshold: 7.5\n");
+    CHECK_THAT(msg, Contains("brk.yaml:2: adaptive.max_failure_threshold = "
+                             "'7.5' is not an integer"));
+  }
+  SECTION("negative duration") {
+    auto msg = parse_error("adaptive:\n  min_recovery_timeout: -1\n");
+    CHECK_THAT(msg, Contains("brk.yaml:2: adaptive.min_recovery_timeout = -1 "
+                             "is out of range"));
+  }
+  SECTION("out of range, found by validate, at the line of the field") {
+    struct bad {
+      const char* yaml;
+      const char* expected;
+    };
+    for (auto x :
+         {bad{"  min_failure_threshold: -1\n",
+              "brk.yaml:3: adaptive.min_failure_threshold = -1 (must be "
+              ">= 1)"},
+          bad{"  max_failure_threshold: 2\n",
+              "brk.yaml:3: adaptive.max_failure_threshold = 2 (must be >= "
+              "adaptive.min_failure_threshold 3)"},
+          bad{"  min_recovery_timeout: 0\n",
+              "brk.yaml:3: adaptive.min_recovery_timeout = 0s (must be > 0)"},
+          bad{"  max_recovery_timeout: 1\n",
+              "brk.yaml:3: adaptive.max_recovery_timeout = 1s (must be >= "
+              "adaptive.min_recovery_timeout 5s)"},
+          bad{"  false_trip_probability: 1\n",
+              "brk.yaml:3: adaptive.false_trip_probability = 1 (must be in "
+              "(0, 1))"},
+          bad{"  false_trip_probability: 0\n",
+              "brk.yaml:3: adaptive.false_trip_probability = 0"},
+          bad{"  smoothing: 0\n",
+              "brk.yaml:3: adaptive.smoothing = 0 (must be in (0, 1])"},
+          bad{"  smoothing: 1.5\n", "brk.yaml:3: adaptive.smoothing = 1.5"}}) {
+      CAPTURE(x.yaml);
+      // Off or on: bad bounds are errors either way.
+      for (auto enabled : {"false", "true"}) {
+        CAPTURE(enabled);
+        auto msg = parse_error(std::string{"adaptive:\n  enabled: "} + enabled
+                               + "\n" + x.yaml);
+        CHECK_THAT(msg, Contains(x.expected));
+      }
+    }
+  }
+  SECTION("a configured value outside the bounds names that field") {
+    auto msg = parse_error("failure_threshold: 30\n"
+                           "adaptive:\n"
+                           "  enabled: true\n");
+    CHECK_THAT(msg, Contains("brk.yaml:1: failure_threshold = 30 (must be "
+                             "within the adaptive bounds [3, 20])"));
+    // Not set in the document: the line of the bounds it missed.
+    msg = parse_error("adaptive:\n"
+                      "  enabled: true\n"
+                      "  max_recovery_timeout: 10\n");
+    CHECK_THAT(msg, Contains("brk.yaml:2: recovery_timeout = 30s (must be "
+                             "within the adaptive bounds [5s, 10s])"));
+  }
+  SECTION("max_recovery_timeout above max_reset_timeout") {
+    auto msg = parse_error("max_reset_timeout: 60\n"
+                           "adaptive:\n"
+                           "  enabled: true\n"
+                           "  max_recovery_timeout: 90\n");
+    CHECK_THAT(msg, Contains("brk.yaml:4: adaptive.max_recovery_timeout = 90s "
+                             "(must be <= max_reset_timeout 60s"));
+    // Off: no cross-checks, as before adaptive mode existed.
+    auto x = parse("max_reset_timeout: 60\n");
+    CHECK_FALSE(x.adaptive.enabled);
+  }
+}

@@ -73,6 +73,24 @@ struct breaker_stats {
   /// `open`: when the circuit starts to admit trial calls.
   std::optional<caf::actor_clock::time_point> open_until;
 
+  // Adaptive mode (see `breaker_config::adaptive_config`); without it the
+  // effective values are the configured ones and the observations 0.
+
+  /// The consecutive failures that trip the circuit now.
+  int effective_failure_threshold = 0;
+
+  /// The first open period of the next outage (failed trials grow it).
+  caf::timespan effective_recovery_timeout{0};
+
+  /// The background failure rate in percent: a moving average over the
+  /// calls in `closed`, without the runs that tripped the circuit (outages,
+  /// not noise). Starts at the rate the configured `failure_threshold` suits.
+  double observed_failure_rate = 0.0;
+
+  /// The moving average of recovery times, before clamping to the bounds.
+  /// Starts at the configured `recovery_timeout`.
+  caf::timespan observed_recovery_time{0};
+
   /// Health in [0, 100] for dashboards:
   /// - `closed`: min(success rate, headroom), where the success rate is over
   ///   the window (or, without a window, over the calls since the circuit
@@ -105,6 +123,23 @@ struct breaker_permit {
 /// Protocol: `try_acquire` before each call; then exactly one of
 /// `record_success`, `record_error`, `record_timeout` or `release` with the
 /// permit it returned. Not thread-safe: one actor owns one breaker.
+///
+/// Adaptive mode (`config().adaptive.enabled`) tunes two values within their
+/// bounds; `stats` reports them and the transition reasons say so:
+/// - the failure threshold: the smallest k with p^k <= false_trip_probability
+///   for the background failure rate p of calls in `closed`. A success folds
+///   the run of failures it ends into p and recomputes k; a run in progress
+///   never raises the bar it is measured against, and a run that trips is an
+///   outage, not noise, so it never counts.
+/// - the recovery timeout: the callee recovered between the trip (or the
+///   last failed trial) and the first successful trial of the probing that
+///   closed the circuit. The middle of that span is the observed recovery
+///   time (the time to the success alone is never below the open period, so
+///   it could only ever grow the timeout); its moving average, clamped,
+///   becomes the first open period of the next outage. Failed trials still
+///   grow the open period by `reset_timeout_factor` up to
+///   `max_reset_timeout`.
+/// `reset` keeps what was learned: it describes the callee, not the outage.
 class breaker {
 public:
   using time_point = caf::actor_clock::time_point;
@@ -226,6 +261,14 @@ private:
 
   double health(breaker_state st, time_point now) const;
 
+  /// Adaptive: folds the run of failures a success in `closed` ends and the
+  /// success into the failure rate, and retunes the failure threshold.
+  void learn_failure_rate();
+
+  /// Adaptive: learns the recovery time of the outage the trials just ended
+  /// and retunes the recovery timeout. Returns the note for the reason.
+  std::string learn_recovery_time();
+
   // -- member variables -------------------------------------------------------
 
   breaker_config cfg_;
@@ -256,6 +299,18 @@ private:
   // Time-based window: at most `num_buckets + 1` buckets, oldest first.
   std::deque<bucket> buckets_;
   caf::timespan bucket_width_{1};
+
+  // Adaptive mode: the values in force (the configured ones without it),
+  // the moving averages behind them (failure probability per call; recovery
+  // time in nanoseconds) and the current outage: when it tripped, when the
+  // last trial failed, when the first trial of the last probing succeeded.
+  int failure_threshold_;
+  caf::timespan recovery_timeout_;
+  double failure_rate_ = 0.0;
+  double recovery_time_ = 0.0;
+  time_point outage_start_;
+  time_point last_failed_probe_;
+  time_point recovered_at_;
 
   // Lifetime counters.
   uint64_t successes_ = 0;

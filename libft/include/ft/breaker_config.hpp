@@ -198,12 +198,12 @@ caf::expected<breaker_config> breaker_preset(const std::string& name);
 /// `failure_rate_threshold`, `slow_call_duration`,
 /// `slow_call_rate_threshold`, `adaptive` (a nested mapping with `enabled`,
 /// `min_failure_threshold`, `max_failure_threshold`, `min_recovery_timeout`,
-/// `max_recovery_timeout`, `false_trip_probability`, `smoothing`; durations
-/// in seconds) and `preset` (production|development|aggressive), which is
-/// applied first so explicit fields override it (fields of `adaptive` one by
-/// one). Errors are `invalid_breaker_config` naming `source:line`, the field
-/// (`adaptive.smoothing` inside the nested mapping) and the value. An empty
-/// document gives the defaults.
+/// `max_recovery_timeout`, `false_trip_probability`, `smoothing`) and
+/// `preset` (production|development|aggressive). Durations are in seconds.
+/// The preset applies first so explicit fields override it (within
+/// `adaptive`, field by field). Errors are `invalid_breaker_config` naming
+/// `source:line`, the field (e.g. `adaptive.smoothing`) and the value. An
+/// empty document gives the defaults.
 caf::expected<breaker_config>
 breaker_config_from_yaml(const std::string& text,
                          const std::string& source = "<config>");
