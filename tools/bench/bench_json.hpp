@@ -12,6 +12,7 @@
 #include <future>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -36,6 +37,31 @@ inline void emit(const json& j) {
 inline double round_to(double x, int digits) {
   auto f = std::pow(10.0, digits);
   return std::round(x * f) / f;
+}
+
+/// The standard result object, keys in the documented order:
+/// `{"bench","unit","value","baseline","baseline_value","ratio","goal",
+/// "met"}`. `ratio` is value / baseline_value (null without a baseline);
+/// `met` is the caller's verdict against `goal` (null goal: none set).
+/// Callers add extra fields (e.g. "size", "note") before `emit`.
+inline json result_line(const std::string& bench, const std::string& unit,
+                        double value, const std::string& baseline,
+                        double baseline_value, std::optional<double> goal,
+                        bool met, int digits = 3) {
+  json line;
+  line["bench"] = bench;
+  line["unit"] = unit;
+  line["value"] = round_to(value, digits);
+  line["baseline"] = baseline.empty() ? json(nullptr) : json(baseline);
+  line["baseline_value"] = baseline.empty() ? json(nullptr)
+                                            : json(round_to(baseline_value,
+                                                            digits));
+  line["ratio"] = baseline.empty() || baseline_value == 0
+                    ? json(nullptr)
+                    : json(round_to(value / baseline_value, 3));
+  line["goal"] = goal ? json(*goal) : json(nullptr);
+  line["met"] = met;
+  return line;
 }
 
 /// The `q`-quantile (0..1) of `xs` (nearest rank); 0 for no samples.
