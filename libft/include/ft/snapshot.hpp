@@ -77,34 +77,44 @@ typename Inspector::result_type inspect(Inspector& f, snapshot_envelope& x) {
 
 // -- checksums ----------------------------------------------------------------
 
-/// CRC-32C (Castagnoli) of `size` bytes, continuing from `crc` (0 to start).
-/// Uses the SSE 4.2 instruction where the CPU has it.
+/// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78; "123456789" gives
+/// 0xE3069283) of `size` bytes, continuing from `crc` (0 to start):
+/// `crc32c(b, nb, crc32c(a, na))` is the CRC of `a` followed by `b`. Uses
+/// the SSE 4.2 instruction where the CPU has it (chosen at run time).
 uint32_t crc32c(const void* data, size_t size, uint32_t crc = 0) noexcept;
 
 /// The checksum of `x`: CRC-32C over the key, actor type, schema version,
 /// sequence, timestamp, node id (each length-prefixed or fixed-width, little
 /// endian) and the payload. The `checksum` field itself is not covered.
+/// The exact byte layout is an on-disk format, documented at the definition
+/// (libft/src/snapshot.cpp).
 uint32_t snapshot_checksum(const snapshot_envelope& x) noexcept;
 
 // -- codec --------------------------------------------------------------------
 
 /// Encodes `x` as a Cap'n Proto message (unpacked, flat array) with its
-/// checksum computed; `x.checksum` is ignored. Errors: `corrupt_snapshot` if
-/// the key is empty or contains a NUL byte.
+/// checksum computed; `x.checksum` is ignored. The same envelope always
+/// gives the same bytes. Errors: `corrupt_snapshot` if the key is empty or
+/// contains a NUL byte, or a field exceeds Cap'n Proto's limit of
+/// 2^29 - 1 bytes (512 MiB).
 caf::expected<byte_buffer> encode_snapshot(const snapshot_envelope& x);
 
-/// Decodes bytes from `encode_snapshot`. Copies them into a word-aligned
-/// buffer first, so `data` may come straight from LMDB. Errors name
-/// `what` (e.g. `counter/42 #7`) and the cause:
-/// - `corrupt_snapshot`: not a Cap'n Proto message, truncated, or missing
-///   fields;
+/// Decodes bytes from `encode_snapshot`. Reads them in place when `data` is
+/// 8-byte aligned, else from a word-aligned copy, so `data` may come
+/// straight from LMDB. Errors name `what` (e.g. `counter/42 #7`; `snapshot`
+/// if empty) and the cause:
+/// - `corrupt_snapshot`: not a Cap'n Proto message, truncated (or a size
+///   that is not a whole number of 8-byte words), bytes after the message's
+///   end, or a missing, empty or NUL-containing key;
 /// - `checksum_mismatch`: decodes, but the checksum does not match.
 caf::expected<snapshot_envelope>
 decode_snapshot(const void* data, size_t size, const std::string& what = "");
 
 /// Decodes only the header (everything but the payload) and checks nothing
-/// but the structure: for listings that must not copy large payloads. The
-/// returned envelope's payload is empty; `payload_size` receives its size.
+/// but the structure (the checksum is not verified): for listings that must
+/// not copy large payloads. The returned envelope's payload is empty;
+/// `payload_size` (may be null) receives its size. Errors as
+/// `decode_snapshot`, except `checksum_mismatch`.
 caf::expected<snapshot_envelope>
 decode_snapshot_header(const void* data, size_t size, size_t* payload_size,
                        const std::string& what = "");
