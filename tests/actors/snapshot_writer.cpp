@@ -6,7 +6,7 @@
 #include <string>
 #include <unistd.h>
 
-#include "tests/actors/fixture.hpp"
+#include "actors/fixture.hpp"
 
 using namespace std::chrono_literals;
 
