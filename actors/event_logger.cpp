@@ -1,10 +1,12 @@
-// The built-in event subscriber: one line per supervisor event.
+// The built-in event subscriber: one line per supervisor, breaker or
+// recovery event.
 
 #include <iostream>
 
 #include <caf/all.hpp>
 
 #include "ft/breaker_guard.hpp"
+#include "ft/recovery.hpp"
 #include "ft/supervisor.hpp"
 
 namespace ft {
@@ -22,6 +24,7 @@ caf::actor spawn_event_logger(caf::actor_system& sys, std::ostream& out) {
     return {
       [print](const supervisor_event& ev) { print(to_string(ev)); },
       [print](const breaker_event& ev) { print(to_string(ev)); },
+      [print](const recovery_event& ev) { print(to_string(ev)); },
     };
   });
 }

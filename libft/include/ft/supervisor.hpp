@@ -111,11 +111,11 @@ child_spec supervisor_child(std::string id, supervisor_flags flags,
                             std::vector<child_spec> children,
                             restart_type restart = restart_type::permanent);
 
-/// Spawns an actor that writes every event it receives (supervisor and
-/// breaker events) as one line to `out` (through CAF's `aout` when `out` is
-/// `std::cout`). Subscribe it with `supervisor_flags::subscribers`,
-/// `subscribe_atom`, or `guard_options::subscribers`. `out` must outlive the
-/// logger.
+/// Spawns an actor that writes every event it receives (supervisor, breaker
+/// and recovery events) as one line to `out` (through CAF's `aout` when
+/// `out` is `std::cout`). Subscribe it with `supervisor_flags::subscribers`,
+/// `subscribe_atom`, `guard_options::subscribers` or
+/// `recovery_options::subscribers`. `out` must outlive the logger.
 caf::actor spawn_event_logger(caf::actor_system& sys,
                               std::ostream& out = std::cerr);
 
