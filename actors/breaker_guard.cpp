@@ -10,18 +10,27 @@
 // `any_response` handler the supervisor uses) or an error. The original requester
 // gets the answer through a response promise; the pending table (call id ->
 // promise, permit, start) makes sure each call is answered and recorded
-// exactly once, whichever comes first: the reply, the call timeout or the
-// target's death.
+// exactly once, whichever comes first: the reply, the call timeout, the
+// call's deadline or the target's death.
+//
+// A call in a deadline envelope (deadline_request.hpp) goes to the target
+// unchanged; the guard only reads the deadline: expired on arrival, the call
+// is refused before the breaker sees it; otherwise whichever of the call
+// timeout and the deadline comes first ends the wait. A deadline is the
+// caller's impatience, not the target's fault: when it ends a call, the
+// permit is released without an outcome.
 
 #include "ft/breaker_guard.hpp"
 
 #include <chrono>
 #include <deque>
+#include <set>
 #include <unordered_map>
 #include <utility>
 
 #include <caf/all.hpp>
 
+#include "ft/deadline_request.hpp"
 #include "ft/error.hpp"
 
 #include "any_response.hpp"
@@ -34,6 +43,10 @@ namespace {
 
 /// `(call_timeout_atom)`: the earliest pending call deadline is due.
 using call_timeout_atom = caf::atom_constant<caf::atom("ftbrtmo")>;
+
+/// `(deadline_tick_atom)`: the earliest envelope deadline of a pending call
+/// (see `expiries_`) may be due.
+using deadline_tick_atom = caf::atom_constant<caf::atom("ftbrdltick")>;
 
 /// `(probe_atom)`: the open period may have ended; publishes the lazy
 /// `open -> half_open` transition on time instead of on the next call.
@@ -120,6 +133,7 @@ public:
         remove_subscriber(s.address());
       },
       [this](call_timeout_atom) { on_tick(); },
+      [this](deadline_tick_atom) { on_deadline_tick(); },
       [this](probe_atom) {
         breaker_.state(clock().now());
         flush();
@@ -132,6 +146,11 @@ private:
     caf::response_promise rp;
     breaker_permit permit;
     time_point start;
+    /// The deadline of the call's envelope (`never` without one).
+    deadline dl;
+    /// Whether `dl` ends the wait (it comes before the call timeout): the
+    /// call is in `expiries_`.
+    bool by_deadline;
   };
 
   // -- calls ------------------------------------------------------------------
@@ -141,6 +160,18 @@ private:
     if (!current_mailbox_element()->mid.is_request()) {
       forward_async(xs.move_content_to_message(), now);
       return caf::delegated<caf::message>{};
+    }
+    // A request with a deadline: one size check for all other calls.
+    auto dl = deadline::never();
+    if (detail::is_deadline_envelope(xs.content())) {
+      dl = xs.content().get_as<deadline>(1);
+      if (dl.expired(now))
+        // Refused before the breaker sees it: the target's health has
+        // nothing to do with it, so no permit, no counters, no event.
+        return make_error(errc::deadline_exceeded,
+                          "deadline passed " + render_seconds(now - dl.when())
+                            + " before guard '" + name_
+                            + "' could call its target");
     }
     auto permit = breaker_.try_acquire(now);
     if (!permit) {
@@ -152,12 +183,20 @@ private:
     flush();
     auto id = ++next_call_;
     auto rp = make_response_promise();
-    pending_.emplace(id, call{rp, *permit, now});
+    auto timeout = breaker_.config().call_timeout;
+    auto has_timeout = timeout > caf::timespan{0};
+    // The deadline ends the wait when it comes first; at a tie the call
+    // timeout wins (the target had all its time and did not answer).
+    auto by_deadline = !dl.is_never()
+                       && (!has_timeout || dl.remaining(now) < timeout);
+    pending_.emplace(id, call{rp, *permit, now, dl, by_deadline});
     auto rh = request(target_, caf::infinite, xs.move_content_to_message());
     auto on_reply = [this, id](caf::message reply) { on_result(id, reply); };
     detail::on_any_response(this, rh.id(), std::move(on_reply));
-    auto timeout = breaker_.config().call_timeout;
-    if (timeout > caf::timespan{0}) {
+    if (by_deadline) {
+      expiries_.emplace(dl.when(), id);
+      schedule_deadline_tick(now);
+    } else if (has_timeout) {
       // One timer per guard, not one delayed message per call: CAF 0.17's
       // clock takes a lock and a map node per delayed message, which cut
       // throughput to a third. With one call_timeout, deadlines come in
@@ -198,10 +237,22 @@ private:
       return; // Timed out or failed with the target's death: already done.
     auto c = std::move(i->second);
     pending_.erase(i);
+    if (c.by_deadline)
+      expiries_.erase({c.dl.when(), id});
     auto now = clock().now();
     auto duration = now - c.start;
     if (reply.match_elements<caf::error>()) {
       auto err = reply.get_as<caf::error>(0);
+      if (is(err, errc::deadline_exceeded) && c.dl.expired(now)) {
+        // A deadline-aware target gave up because the caller's deadline
+        // passed (e.g. while the call waited in its mailbox): as if our own
+        // deadline timer had come first, whichever the clock delivered
+        // first.
+        breaker_.release(c.permit);
+        flush();
+        c.rp.deliver(std::move(err));
+        return;
+      }
       record_error(c, now, duration, err);
       c.rp.deliver(std::move(err));
       return;
@@ -256,6 +307,51 @@ private:
     c.rp.deliver(std::move(err));
   }
 
+  /// Ends every call whose deadline passed, then waits for the next one.
+  /// Ticks are not cancelled: one scheduled before an earlier deadline
+  /// arrived still fires and finds nothing (or less) to do.
+  void on_deadline_tick() {
+    auto now = clock().now();
+    if (now >= deadline_tick_at_)
+      deadline_tick_at_ = time_point::max();
+    while (!expiries_.empty() && expiries_.begin()->first <= now) {
+      auto id = expiries_.begin()->second;
+      expiries_.erase(expiries_.begin());
+      on_deadline(id, now);
+    }
+    schedule_deadline_tick(now);
+  }
+
+  /// Makes sure a tick comes no later than the earliest deadline.
+  void schedule_deadline_tick(time_point now) {
+    if (expiries_.empty())
+      return;
+    auto next = expiries_.begin()->first;
+    if (next >= deadline_tick_at_)
+      return;
+    deadline_tick_at_ = next;
+    delayed_send(this, next - now, deadline_tick_atom::value);
+  }
+
+  /// Call `id`'s deadline passed before its call timeout: the caller gets
+  /// `deadline_exceeded`; the breaker gets no outcome (the target was not
+  /// judged slow by its own standard, the call timeout), but the permit is
+  /// released (frees a half-open trial slot). No event either. The late
+  /// reply is dropped.
+  void on_deadline(uint64_t id, time_point now) {
+    auto i = pending_.find(id);
+    if (i == pending_.end())
+      return;
+    auto c = std::move(i->second);
+    pending_.erase(i);
+    breaker_.release(c.permit);
+    flush();
+    c.rp.deliver(make_error(errc::deadline_exceeded,
+                            "no reply from the target of guard '" + name_
+                              + "' within the deadline (waited "
+                              + render_seconds(now - c.start) + ")"));
+  }
+
   void on_down(const caf::down_msg& dm) {
     if (dm.source != target_.address()) {
       remove_subscriber(dm.source);
@@ -266,6 +362,7 @@ private:
     // later bounce finds nothing pending).
     auto pending = std::move(pending_);
     pending_.clear();
+    expiries_.clear();
     auto now = clock().now();
     for (auto& kvp : pending) {
       auto err = caf::make_error(caf::sec::request_receiver_down);
@@ -347,6 +444,11 @@ private:
   /// Deadlines of pending calls in call order (see on_call()).
   std::deque<std::pair<caf::actor_clock::time_point, uint64_t>> deadlines_;
   bool tick_scheduled_ = false;
+  /// Pending calls ended by their deadline (see on_call()), earliest first.
+  /// Not in call order, unlike `deadlines_`; removed when answered.
+  std::set<std::pair<time_point, uint64_t>> expiries_;
+  /// When the earliest deadline tick in flight fires (max: none).
+  time_point deadline_tick_at_ = time_point::max();
   uint64_t next_call_ = 0;
 };
 

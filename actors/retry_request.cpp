@@ -12,6 +12,7 @@
 #include <caf/all.hpp>
 
 #include "ft/breaker_registry.hpp"
+#include "ft/deadline_request.hpp"
 #include "ft/error.hpp"
 
 #include "any_response.hpp"
@@ -62,10 +63,12 @@ class retrier : public caf::event_based_actor {
 public:
   retrier(caf::actor_config& cfg, caf::actor dest, caf::message msg,
           retry_options opts, caf::actor_addr caller, caf::error refused,
-          bool holds_slot)
+          bool holds_slot, bool envelope)
     : caf::event_based_actor(cfg),
       dest_(std::move(dest)),
-      msg_(std::move(msg)),
+      // Wrapped once: every attempt carries the same deadline (`until`).
+      msg_(envelope ? with_deadline(opts.until, std::move(msg))
+                    : std::move(msg)),
       opts_(std::move(opts)),
       caller_(std::move(caller)),
       refused_(std::move(refused)),
@@ -341,6 +344,11 @@ private:
 
 void retry_request(caf::event_based_actor* self, const caf::actor& dest,
                    caf::message msg, retry_options opts, retry_handler done) {
+  // A request made while handling one with a deadline inherits it. Read
+  // here: the ambient deadline exists only while the caller's handler runs.
+  auto ambient = current_deadline();
+  opts.until = min(opts.until, ambient);
+  auto envelope = opts.propagate_deadline && !ambient.is_never();
   // Refusals still go through the helper, so `done` always runs later and
   // in the same way, never inside this call.
   caf::error refused;
@@ -361,10 +369,13 @@ void retry_request(caf::event_based_actor* self, const caf::actor& dest,
   }
   auto helper = self->spawn<retrier>(dest, std::move(msg), std::move(opts),
                                      self->address(), std::move(refused),
-                                     holds_slot);
+                                     holds_slot, envelope);
   auto rh = self->request(helper, caf::infinite, retry_start_atom::value);
   detail::on_any_response(self, rh.id(),
-                  [done = std::move(done)](caf::message reply) {
+                  [ambient, done = std::move(done)](caf::message reply) {
+                    // `done` continues the caller's request: give it the
+                    // caller's deadline back.
+                    deadline_scope scope{ambient};
                     if (reply.match_elements<caf::error>())
                       done(reply.get_as<caf::error>(0));
                     else

@@ -3,6 +3,7 @@
 // the actors or advances the clock, so every timing is checked exactly.
 
 #include "ft/breaker_guard.hpp"
+#include "ft/deadline_request.hpp"
 #include "actors/fixture.hpp"
 
 #include <algorithm>
@@ -27,6 +28,8 @@ struct target_state {
   bool fail_multiples_of_3 = false;
   /// Keep int calls unanswered until `release`.
   bool hold = false;
+  /// `current_deadline()` during the last int call.
+  deadline last_deadline;
   std::vector<std::pair<caf::response_promise, int>> held;
 };
 
@@ -49,6 +52,7 @@ caf::behavior test_target(caf::event_based_actor* self, target_ptr st) {
   return {
     [=](int x) -> caf::result<caf::message> {
       ++st->calls;
+      st->last_deadline = current_deadline();
       if (st->hold) {
         auto rp = self->make_response_promise();
         st->held.emplace_back(rp, x);
@@ -103,8 +107,11 @@ bool is_error(const call_ptr& x, errc code) {
 }
 
 struct guard_fixture : fixture {
+  caf::actor_clock::time_point t0 = sys->clock().now();
   target_ptr st = std::make_shared<target_state>();
   caf::actor target;
+  /// The deadline-aware target of spawn_aware_guard().
+  caf::actor aware;
   std::shared_ptr<std::vector<breaker_event>> events
     = std::make_shared<std::vector<breaker_event>>();
   caf::actor sink;
@@ -151,6 +158,49 @@ struct guard_fixture : fixture {
     auto res = start_call(g, x);
     run();
     return res;
+  }
+
+  /// As call(), with `msg` (e.g. a deadline envelope) instead of an int:
+  /// a plain request without timeout, so only the guard can end it.
+  call_ptr call_msg(const caf::actor& g, caf::message msg) {
+    auto res = std::make_shared<call_result>();
+    sys->spawn([=](caf::event_based_actor* self) {
+      self->request(g, caf::infinite, msg)
+        .then(
+          [=](int y) {
+            ++res->answers;
+            res->value = y;
+          },
+          [=](caf::error& err) {
+            ++res->answers;
+            res->value = std::move(err);
+          });
+    });
+    run();
+    return res;
+  }
+
+  /// A call of `x` with a deadline at `t0 + at`, sent raw (see call_msg()).
+  call_ptr call_until(const caf::actor& g, int x, caf::timespan at) {
+    return call_msg(g, with_deadline(deadline::at(t0 + at),
+                                     caf::make_message(x)));
+  }
+
+  /// Spawns the same test target (same `st`), but `deadline_aware`, and a
+  /// guard in front of it.
+  caf::actor spawn_aware_guard(breaker_config cfg = test_config()) {
+    auto s = st;
+    aware = sys->spawn([s](caf::event_based_actor* self) {
+      return deadline_aware(self, test_target(self, s));
+    });
+    guard_options opts;
+    opts.name = "db";
+    opts.subscribers.push_back(sink);
+    auto res = spawn_breaker_guard(*sys, aware, std::move(cfg),
+                                   std::move(opts));
+    REQUIRE(res);
+    run();
+    return *res;
   }
 
   breaker_stats stats(const caf::actor& g) {
@@ -519,7 +569,7 @@ TEST_CASE_METHOD(guard_fixture, "a dying target fails its pending calls",
   CHECK(is_error(call(g, 4), errc::circuit_open));
 }
 
-TEST_CASE_METHOD(guard_fixture, "a bad config is refused",
+TEST_CASE_METHOD(guard_fixture, "a bad config is refused by spawn_breaker_guard",
                  "[breaker_guard]") {
   auto cfg = test_config();
   cfg.failure_threshold = -1;
@@ -558,4 +608,191 @@ TEST_CASE_METHOD(guard_fixture,
   // The logger must not outlive its stream.
   caf::anon_send_exit(logger, caf::exit_reason::kill);
   run();
+}
+
+// -- deadlines ----------------------------------------------------------------
+
+TEST_CASE_METHOD(guard_fixture,
+                 "a deadline shorter than call_timeout ends the call without "
+                 "charging the breaker",
+                 "[breaker_guard][deadline_request]") {
+  auto cfg = test_config();
+  cfg.call_timeout = 5s;
+  auto g = spawn_aware_guard(cfg);
+  st->hold = true;
+  auto r = call_until(g, 1, 2s);
+  // The envelope reached the target unchanged.
+  CHECK(st->calls == 1);
+  CHECK(st->last_deadline == deadline::at(t0 + 2s));
+  advance(2s - 1ns);
+  CHECK(r->answers == 0);
+  advance(1ns);
+  REQUIRE(is_error(r, errc::deadline_exceeded));
+  CHECK_THAT(render(r->value->error()),
+             Catch::Contains("no reply from the target of guard 'db' within "
+                             "the deadline (waited 2s)"));
+  auto x = stats(g);
+  CHECK(x.failure_count == 0);
+  CHECK(x.timeout_count == 0);
+  CHECK(x.success_count == 0);
+  CHECK(x.consecutive_failures == 0);
+  CHECK(count_events(breaker_event_kind::timeout) == 0);
+  CHECK(count_events(breaker_event_kind::failure) == 0);
+  CHECK(count_events(breaker_event_kind::success) == 0);
+  // The late reply is dropped and counts nothing.
+  caf::anon_send(aware, release_atom::value);
+  run();
+  CHECK(r->answers == 1);
+  CHECK(stats(g).success_count == 0);
+  // A deadline after the call timeout leaves the call timeout in charge.
+  auto r2 = call_until(g, 2, 2s + 10s);
+  advance(5s);
+  CHECK(is_error(r2, errc::call_timeout));
+  x = stats(g);
+  CHECK(x.timeout_count == 1);
+  CHECK(x.failure_count == 1);
+  advance(10s);
+  CHECK(r2->answers == 1);
+}
+
+TEST_CASE_METHOD(guard_fixture,
+                 "a call whose deadline passed on arrival never reaches the "
+                 "target",
+                 "[breaker_guard][deadline_request]") {
+  auto g = spawn_guard();
+  events->clear();
+  auto r = call_msg(g, with_deadline(deadline::at(t0 - 1s),
+                                     caf::make_message(1)));
+  REQUIRE(is_error(r, errc::deadline_exceeded));
+  CHECK_THAT(render(r->value->error()),
+             Catch::Contains("deadline passed 1s before guard 'db' could "
+                             "call its target"));
+  CHECK(st->calls == 0);
+  auto x = stats(g);
+  CHECK(x.rejected_count == 0);
+  CHECK(x.success_count == 0);
+  CHECK(x.failure_count == 0);
+  CHECK(events->empty());
+  // A deadline at exactly now has passed, too.
+  CHECK(is_error(call_until(g, 1, 0s), errc::deadline_exceeded));
+  CHECK(st->calls == 0);
+}
+
+TEST_CASE_METHOD(guard_fixture,
+                 "calls end at their own deadlines, not in call order",
+                 "[breaker_guard][deadline_request]") {
+  auto g = spawn_aware_guard();
+  st->hold = true;
+  auto late = call_until(g, 1, 3s);
+  auto early = call_until(g, 2, 1s);
+  auto none = call(g, 3);
+  CHECK(st->calls == 3);
+  advance(1s - 1ns);
+  CHECK(early->answers == 0);
+  advance(1ns);
+  CHECK(is_error(early, errc::deadline_exceeded));
+  CHECK(late->answers == 0);
+  advance(2s - 1ns);
+  CHECK(late->answers == 0);
+  advance(1ns);
+  CHECK(is_error(late, errc::deadline_exceeded));
+  // The call without a deadline (and no call_timeout) still waits.
+  advance(1h);
+  CHECK(none->answers == 0);
+  caf::anon_send(aware, release_atom::value);
+  run();
+  CHECK(is_value(none, 6));
+  auto x = stats(g);
+  CHECK(x.success_count == 1);
+  CHECK(x.failure_count == 0);
+}
+
+TEST_CASE_METHOD(guard_fixture,
+                 "a call ended by its deadline frees its half-open slot",
+                 "[breaker_guard][deadline_request]") {
+  auto g = spawn_aware_guard();
+  trip(g);
+  advance(10s);
+  REQUIRE(stats(g).state == bs::half_open);
+  st->hold = true;
+  auto a = call_until(g, 1, 10s + 1s);
+  auto b = call_until(g, 2, 10s + 1s);
+  CHECK(st->calls == 5);
+  // Both trial slots taken.
+  CHECK(is_error(call(g, 3), errc::half_open_limit));
+  advance(1s);
+  CHECK(is_error(a, errc::deadline_exceeded));
+  CHECK(is_error(b, errc::deadline_exceeded));
+  // The slots are free again, and nothing was held against the target.
+  st->hold = false;
+  CHECK(is_value(call(g, 4), 8));
+  auto x = stats(g);
+  CHECK(x.state == bs::half_open);
+  CHECK(x.failure_count == 3);
+  CHECK(x.half_open_successes == 1);
+}
+
+TEST_CASE_METHOD(guard_fixture,
+                 "a target refusing an expired deadline is not charged",
+                 "[breaker_guard][deadline_request]") {
+  auto g = spawn_aware_guard();
+  auto r = std::make_shared<call_result>();
+  auto msg = with_deadline(deadline::at(t0 + 1s), caf::make_message(1));
+  sys->spawn([=](caf::event_based_actor* self) {
+    self->request(g, caf::infinite, msg)
+      .then([=](int y) { ++r->answers; r->value = y; },
+            [=](caf::error& err) {
+              ++r->answers;
+              r->value = std::move(err);
+            });
+  });
+  // Everything runs but the target: the call waits in its mailbox while
+  // the deadline passes (without firing the guard's timer).
+  auto t = caf::actor_cast<caf::abstract_actor*>(aware);
+  sched->run_jobs_filtered([t](caf::resumable* x) {
+    return dynamic_cast<caf::abstract_actor*>(x) != t;
+  });
+  CHECK(st->calls == 0);
+  sched->clock().current_time += 1s;
+  run();
+  // The target refused without running its handler.
+  CHECK(st->calls == 0);
+  REQUIRE(is_error(r, errc::deadline_exceeded));
+  CHECK_THAT(render(r->value->error()), Catch::Contains("could handle"));
+  auto x = stats(g);
+  CHECK(x.failure_count == 0);
+  CHECK(x.success_count == 0);
+  CHECK(count_events(breaker_event_kind::failure) == 0);
+  advance(10s);
+  CHECK(r->answers == 1);
+}
+
+TEST_CASE_METHOD(guard_fixture,
+                 "request_with_deadline works across the guard",
+                 "[breaker_guard][deadline_request]") {
+  auto g = spawn_aware_guard();
+  auto res = std::make_shared<std::vector<caf::expected<caf::message>>>();
+  auto ask_with_deadline = [&](int x) {
+    sys->spawn([=](caf::event_based_actor* self) {
+      request_with_deadline(self, g, 2s, caf::make_message(x),
+                            [=](caf::expected<caf::message> y) {
+                              res->push_back(std::move(y));
+                            });
+    });
+    run();
+  };
+  ask_with_deadline(21);
+  REQUIRE(res->size() == 1);
+  REQUIRE(res->front());
+  CHECK(res->front()->get_as<int>(0) == 42);
+  CHECK(st->last_deadline == deadline::at(t0 + 2s));
+  st->hold = true;
+  ask_with_deadline(1);
+  advance(2s);
+  REQUIRE(res->size() == 2);
+  REQUIRE(!res->back());
+  CHECK(is(res->back().error(), errc::deadline_exceeded));
+  auto x = stats(g);
+  CHECK(x.success_count == 1);
+  CHECK(x.failure_count == 0);
 }

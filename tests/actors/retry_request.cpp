@@ -24,6 +24,8 @@ struct target_log {
   caf::error err = make_error(errc::child_stopped, "boom");
   /// Promises of silent attempts, kept so they never answer.
   std::vector<caf::response_promise> held;
+  /// `current_deadline()` during each attempt.
+  std::vector<deadline> deadlines;
 };
 
 using target_log_ptr = std::shared_ptr<target_log>;
@@ -35,6 +37,7 @@ caf::behavior flaky(caf::event_based_actor* self, target_log_ptr log,
   auto admit = [self, log, t0]() -> std::optional<caf::error> {
     auto n = log->at.size();
     log->at.push_back(self->clock().now() - t0);
+    log->deadlines.push_back(current_deadline());
     if (n < log->silent_first) {
       log->held.push_back(self->make_response_promise());
       return caf::error{};
@@ -60,6 +63,19 @@ caf::behavior flaky(caf::event_based_actor* self, target_log_ptr log,
 
 using result_ptr = std::shared_ptr<std::optional<caf::expected<caf::message>>>;
 
+/// A retrying request made inside a handler with a deadline (see
+/// rr_fixture::start_in_handler()).
+struct handler_run {
+  /// What the client got.
+  result_ptr res = std::make_shared<std::optional<caf::expected<caf::message>>>();
+  /// When the client got it, relative to the fixture's start.
+  caf::timespan answered_at{-1};
+  /// `current_deadline()` while the retrying request's handler ran.
+  deadline done_ambient;
+};
+
+using handler_run_ptr = std::shared_ptr<handler_run>;
+
 retry_policy fixed(caf::timespan delay, int max_attempts) {
   retry_policy p;
   p.backoff = backoff_kind::fixed;
@@ -73,10 +89,52 @@ struct rr_fixture : fixture {
   caf::actor_clock::time_point t0 = sys->clock().now();
   target_log_ptr log = std::make_shared<target_log>();
   caf::actor target = sys->spawn(flaky, log, t0);
+  /// The same target (same log), but `deadline_aware`.
+  caf::actor aware_target;
   caf::actor reg;
 
   rr_fixture() {
     keep_alive.push_back(target);
+    auto lg = log;
+    auto start = t0;
+    aware_target = sys->spawn([=](caf::event_based_actor* self) {
+      return deadline_aware(self, flaky(self, lg, start));
+    });
+    keep_alive.push_back(aware_target);
+  }
+
+  /// A client asks a deadline-aware caller with `request_with_deadline`
+  /// (own timeout `client_timeout`); the caller's handler answers by a
+  /// retrying request of the same int to `dest` per `opts`.
+  handler_run_ptr start_in_handler(const caf::actor& dest, retry_options opts,
+                                   caf::timespan client_timeout) {
+    auto hr = std::make_shared<handler_run>();
+    auto caller = sys->spawn([=](caf::event_based_actor* self) {
+      return deadline_aware(
+        self, {[=](int x) -> caf::response_promise {
+          auto rp = self->make_response_promise();
+          retry_request(self, dest, caf::make_message(x), opts,
+                        [=](caf::expected<caf::message> r) mutable {
+                          hr->done_ambient = current_deadline();
+                          if (r)
+                            rp.deliver(std::move(*r));
+                          else
+                            rp.deliver(std::move(r.error()));
+                        });
+          return rp;
+        }});
+    });
+    keep_alive.push_back(caller);
+    auto start = t0;
+    keep_alive.push_back(sys->spawn([=](caf::event_based_actor* self) {
+      request_with_deadline(self, caller, client_timeout, caf::make_message(7),
+                            [=](caf::expected<caf::message> r) {
+                              hr->answered_at = self->clock().now() - start;
+                              *hr->res = std::move(r);
+                            });
+    }));
+    run();
+    return hr;
   }
 
   /// Spawns a caller that makes one retrying request and records its
@@ -467,6 +525,115 @@ TEST_CASE_METHOD(rr_fixture,
   auto res = start(caf::make_message(7), opts);
   CHECK(is(error_of(res), errc::invalid_breaker_config));
   CHECK(attempts() == 0);
+}
+
+// -- deadlines propagated from the caller ---------------------------------------
+
+TEST_CASE_METHOD(rr_fixture,
+                 "retry_request inside a handler inherits its deadline and "
+                 "cancels its retries at expiry",
+                 "[retry_request][deadline_request]") {
+  retry_options opts;
+  opts.policy = fixed(1s, 10);
+  SECTION("failing attempts: the retry that would outlast it is cancelled") {
+    log->fail_first = 100;
+    auto hr = start_in_handler(aware_target, opts, 2500ms);
+    advance(1s);
+    advance(999ms);
+    CHECK(attempts() == 2);
+    CHECK(!hr->res->has_value());
+    // The third attempt fails at 2s; a pause to 3s would outlast 2.5s.
+    advance(1ms);
+    auto err = error_of(hr->res);
+    CHECK(is(err, errc::deadline_exceeded));
+    CHECK_THAT(render(err), Catch::Contains("boom"));
+    CHECK(hr->answered_at == 2s);
+  }
+  SECTION("silent attempts: expiry ends the one in flight") {
+    log->silent_first = 100;
+    opts.policy = fixed(200ms, 10);
+    opts.call_timeout = 1s;
+    auto hr = start_in_handler(aware_target, opts, 2500ms);
+    // Attempts at 0, 1.2s and 2.4s (1s call timeout, 200ms pause).
+    advance_steps(2400ms, 100ms);
+    advance(99ms);
+    CHECK(log->at == std::vector<caf::timespan>{0s, 1200ms, 2400ms});
+    CHECK(!hr->res->has_value());
+    advance(1ms);
+    CHECK(is(error_of(hr->res), errc::deadline_exceeded));
+    CHECK(hr->answered_at == 2500ms);
+  }
+  // No attempt reaches the target after expiry.
+  auto n = attempts();
+  advance(20s);
+  CHECK(attempts() == n);
+  // Every attempt carried the caller's deadline to the target.
+  REQUIRE(log->deadlines.size() == n);
+  for (auto& dl : log->deadlines)
+    CHECK(dl == deadline::at(t0 + 2500ms));
+}
+
+TEST_CASE_METHOD(rr_fixture,
+                 "retry_request: the earlier of until and the ambient deadline "
+                 "wins, and done runs under the caller's deadline",
+                 "[retry_request][deadline_request]") {
+  log->fail_first = 1;
+  retry_options opts;
+  opts.policy = fixed(1s, 10);
+  SECTION("until is earlier") {
+    opts.until = deadline::at(t0 + 500ms);
+    auto hr = start_in_handler(aware_target, opts, 2500ms);
+    // The first attempt fails; a retry at 1s would outlast 500ms.
+    CHECK(is(error_of(hr->res), errc::deadline_exceeded));
+    REQUIRE(log->deadlines.size() == 1);
+    CHECK(log->deadlines.front() == deadline::at(t0 + 500ms));
+    CHECK(hr->done_ambient == deadline::at(t0 + 2500ms));
+  }
+  SECTION("the ambient deadline is earlier") {
+    opts.until = deadline::at(t0 + 1h);
+    auto hr = start_in_handler(aware_target, opts, 2500ms);
+    advance(1s);
+    CHECK(value_of<int>(hr->res) == 8);
+    CHECK(log->deadlines
+          == std::vector<deadline>(2, deadline::at(t0 + 2500ms)));
+    CHECK(hr->done_ambient == deadline::at(t0 + 2500ms));
+  }
+}
+
+TEST_CASE_METHOD(rr_fixture,
+                 "retry_request: without propagate_deadline attempts stay "
+                 "plain but are still bounded",
+                 "[retry_request][deadline_request]") {
+  retry_options opts;
+  opts.policy = fixed(1s, 10);
+  opts.propagate_deadline = false;
+  SECTION("a plain target understands them") {
+    auto hr = start_in_handler(target, opts, 2500ms);
+    CHECK(value_of<int>(hr->res) == 8);
+  }
+  SECTION("the caller's deadline still cancels the retries") {
+    log->fail_first = 100;
+    auto hr = start_in_handler(target, opts, 2500ms);
+    advance(1s);
+    advance(1s);
+    CHECK(is(error_of(hr->res), errc::deadline_exceeded));
+    advance(10s);
+    CHECK(attempts() == 3);
+  }
+}
+
+TEST_CASE_METHOD(rr_fixture,
+                 "retry_request: until alone is not sent to the target",
+                 "[retry_request][deadline_request]") {
+  log->fail_first = 1;
+  retry_options opts;
+  opts.policy = fixed(1s, 3);
+  opts.until = deadline::after(sys->clock().now(), 5s);
+  auto res = start(caf::make_message(7), opts);
+  advance(1s);
+  CHECK(value_of<int>(res) == 8);
+  CHECK(log->deadlines
+        == std::vector<deadline>(2, deadline::never()));
 }
 
 } // namespace ft::test

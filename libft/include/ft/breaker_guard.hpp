@@ -115,6 +115,21 @@ struct guard_options {
 /// failure; its late reply is dropped. A target that dies fails its pending
 /// requests with `caf::sec::request_receiver_down` (failures, too).
 ///
+/// Requests with a deadline (the envelope of `request_with_deadline`, see
+/// deadline_request.hpp) go to the target unchanged, so a `deadline_aware`
+/// target sees the deadline too. The guard honours it on the way: a
+/// deadline that has passed on arrival is answered `deadline_exceeded` at
+/// once, before the breaker is asked (no permit, no call, no counters, no
+/// event: the target's health has nothing to do with it). Otherwise the
+/// call waits until the earlier of its deadline and `call_timeout`: if the
+/// deadline comes first, the caller gets `deadline_exceeded` and the permit
+/// is released without an outcome (the target was not slow by its own
+/// standard, the call timeout; only the caller ran out of time), and
+/// likewise when the target itself answers `deadline_exceeded` after the
+/// deadline passed. If the call timeout comes first (or at the same time),
+/// it is a timeout as without a deadline. Calls without an envelope pay one
+/// size check for this.
+///
 /// Asynchronous messages (sent, not requested) have no outcome to count:
 /// they go to the target, with their original sender, while the circuit is
 /// `closed` or `disabled`, and are dropped otherwise (a `rejected` event

@@ -15,6 +15,7 @@
 #include <caf/timespan.hpp>
 
 #include "ft/deadline.hpp"
+#include "ft/deadline_request.hpp"
 #include "ft/retry.hpp"
 
 /// Retrying requests for event-based actors: send, wait for a reply or the
@@ -72,8 +73,26 @@ struct retry_options {
 
   /// The whole request, retries included, must finish by then. Expiry
   /// answers `deadline_exceeded` at once and cancels every pending retry;
-  /// a pause that would end after it is not slept into.
+  /// a pause that would end after it is not slept into. Called while
+  /// handling a request with a deadline, the request gets the earlier of
+  /// this and `current_deadline()` (read at the call): a retrying hop must
+  /// not outlive its caller's patience either.
   deadline until = deadline::never();
+
+  /// Whether attempts carry the deadline to the target. When the ambient
+  /// deadline (`current_deadline()`, read at the call) is set, each attempt
+  /// goes out in a deadline envelope (`with_deadline`) with the request's
+  /// deadline (the earlier of it and `until`), so a `deadline_aware` target
+  /// stops working when nobody waits any more. Not the attempt's
+  /// `call_timeout`: a target's `deadline_exceeded` must mean that the
+  /// whole request is out of time, since it is not retried.
+  ///
+  /// A caller with a deadline speaks the envelope, so its callees are taken
+  /// to, too; set this to false for a target that does not (it would
+  /// answer envelopes `unexpected_message`). Without an ambient deadline
+  /// nothing changes on the wire: `until` alone is a local bound (wrap the
+  /// call in a `deadline_scope` to send it as well).
+  bool propagate_deadline = true;
 
   /// The breaker registry to consult before each attempt (none if unset).
   /// While the circuit `(scope, key)` rejects calls, no attempt reaches the
@@ -96,7 +115,7 @@ struct retry_options {
 
 /// What a retrying request ends with: the target's reply (any types, as a
 /// message) or the error it gave up with.
-using retry_handler = std::function<void(caf::expected<caf::message>)>;
+using retry_handler = reply_handler;
 
 /// Sends `msg` to `dest` and retries per `opts`, then calls `done` once,
 /// in `self`'s context (like a response handler), with the first successful
@@ -104,13 +123,15 @@ using retry_handler = std::function<void(caf::expected<caf::message>)>;
 /// - the last error itself if it is not retryable (see `is_retryable`);
 /// - `retries_exhausted` (context names the last error) when attempts or
 ///   `max_elapsed` ran out;
-/// - `deadline_exceeded` when `opts.until` expired or a pause would outlast
-///   it;
+/// - `deadline_exceeded` when `opts.until` (or the ambient deadline, see
+///   `retry_options::until`) expired or a pause would outlast it;
 /// - `circuit_open` / `half_open_limit` from the breaker (see `registry`);
 /// - `too_many_retries` when `opts.budget` is exhausted;
 /// - `invalid_breaker_config` for an invalid `opts.policy`.
 /// `done` never runs synchronously inside this call, so the caller may
-/// update its own bookkeeping after calling.
+/// update its own bookkeeping after calling. While it runs,
+/// `current_deadline()` is the one that was current at the call, so a
+/// handler that continues a request with a deadline still has it.
 ///
 /// The attempts run in a short-lived helper actor that dies with `self`:
 /// when `self` terminates, pending retries are cancelled (an attempt already
