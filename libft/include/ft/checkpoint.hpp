@@ -21,6 +21,7 @@
 #include <caf/timespan.hpp>
 
 #include "ft/child_spec.hpp"
+#include "ft/error.hpp"
 #include "ft/snapshot.hpp"
 
 /// Checkpointable actors: an actor whose state survives its crashes. It
@@ -63,15 +64,26 @@ struct fault_tolerance_config {
   /// The snapshot store's directory (used by whoever spawns the writer).
   std::string checkpoint_dir;
 
-  /// Message ids remembered for deduplication (see `with_message_id`).
+  /// Message ids remembered for deduplication (see `with_message_id`); the
+  /// oldest is forgotten first. 0 turns deduplication off. At most
+  /// 1,000,000: the ids travel in every snapshot.
   size_t dedupe_window = 1024;
 
   /// Hold each reply until the snapshot covering its message is committed:
   /// a caller that got an answer knows the effect survives a crash. Needs
-  /// `checkpoint_every = 1` to be meaningful (validated).
+  /// `checkpoint_every = 1` to be meaningful (validated). Writes stay
+  /// pipelined (the next message is handled before the commit), so the
+  /// writer's group commit batches them. Only values and errors a handler
+  /// returns are held; a handler that answers through its own response
+  /// promise or delegates answers when it does. Replies still held when the
+  /// actor stops get `child_stopped`; a failed write answers them with the
+  /// writer's error (e.g. `store_full`) unless a later snapshot covering
+  /// them is still in flight.
   bool reply_after_checkpoint = false;
 
-  /// Write a snapshot when the actor stops gracefully.
+  /// Write a snapshot when the actor stops gracefully (exit reason normal or
+  /// user_shutdown, e.g. stopped by its supervisor) and its state changed
+  /// since the last snapshot it sent.
   bool checkpoint_on_stop = true;
 };
 
@@ -88,14 +100,15 @@ fault_tolerance_from_yaml(const std::string& text,
 
 // -- state codecs -------------------------------------------------------------
 
-/// Converts a state type to and from bytes. The primary template uses CAF's
-/// binary serializer, so any type with an `inspect` overload works; to use
-/// Cap'n Proto (or anything else) specialise it for your type, or see
-/// `ft/capnp_state.hpp`. `version` is stored with each snapshot as
-/// `schema_version`.
-template <class State, class = void>
-struct state_codec {
-  static constexpr uint32_t version = 1;
+/// CAF's binary serializer over the type's `inspect` overload, stamped with
+/// `Version`. The primary `state_codec` uses it with version 1; a state
+/// type whose format changed keeps using it by raising the version:
+/// `template <> struct ft::state_codec<my_state>
+///    : ft::inspect_state_codec<my_state, 2> {};` (plus an `upgrade` hook in
+/// `checkpoint_options` for the old snapshots).
+template <class State, uint32_t Version = 1>
+struct inspect_state_codec {
+  static constexpr uint32_t version = Version;
 
   static caf::expected<byte_buffer> encode(const State& x) {
     std::vector<char> buf;
@@ -105,18 +118,40 @@ struct state_codec {
     return byte_buffer(buf.begin(), buf.end());
   }
 
+  /// Fails (and the restore falls back) on bytes left over: they mean the
+  /// bytes were written for another type, which the binary format cannot
+  /// otherwise tell.
   static caf::error decode(const byte_buffer& bytes, State& x) {
     caf::binary_deserializer source{nullptr,
                                     reinterpret_cast<const char*>(bytes.data()),
                                     bytes.size()};
-    return source(x);
+    if (auto err = source(x))
+      return err;
+    if (source.remaining() != 0)
+      return make_error(errc::corrupt_snapshot,
+                        std::to_string(source.remaining())
+                          + " bytes left after decoding the state");
+    return caf::none;
   }
 };
 
-/// Converts a payload written with an older `schema_version` into the
-/// current format, or fails (`schema_mismatch` if it cannot).
+/// Converts a state type to and from bytes: `static constexpr uint32_t
+/// version`, `static caf::expected<byte_buffer> encode(const State&)` and
+/// `static caf::error decode(const byte_buffer&, State&)`. The primary
+/// template is `inspect_state_codec<State>`, so any type with an `inspect`
+/// overload works; to use Cap'n Proto (or anything else) specialise it for
+/// your type, or see `ft/capnp_state.hpp`. `version` is stored with each
+/// snapshot as `schema_version`.
+template <class State, class = void>
+struct state_codec : inspect_state_codec<State> {};
+
+/// Converts the state bytes of a snapshot written with another
+/// `schema_version` (as that version's `state_codec::encode` wrote them)
+/// into the current version's bytes, or fails. Any failure (an error or an
+/// exception) counts as `schema_mismatch`: the restore falls back to the
+/// snapshot before.
 using upgrade_fn = std::function<caf::expected<byte_buffer>(
-  uint32_t from_version, const byte_buffer& payload)>;
+  uint32_t from_version, const byte_buffer& state)>;
 
 // -- message ids and deduplication --------------------------------------------
 
@@ -124,15 +159,44 @@ using upgrade_fn = std::function<caf::expected<byte_buffer>(
 /// actor applies at most once. The id (chosen by the sender, e.g. a task id)
 /// is stored in the snapshot's dedupe window with the state it changed, so
 /// the same message replayed after a restore is answered with
-/// `duplicate_message` instead of being applied again.
+/// `duplicate_message` instead of being applied again (an asynchronous
+/// duplicate is dropped). An id counts as applied once its handler returned
+/// without an error: an error means "not done", so a retry runs again.
+/// The guarantee holds for ids among the last `dedupe_window` applied and
+/// for effects that made it into the snapshot restored: an effect lost with
+/// a crash (after the last checkpoint) loses its id too, so the replay is
+/// applied — exactly once in the surviving history.
 using message_id_atom = caf::atom_constant<caf::atom("ftmsgid")>;
 
 /// Wraps `inner` as a message applied at most once under `id`.
 caf::message with_message_id(std::string id, caf::message inner);
 
 /// `(checkpoint_now_atom) -> uint64_t`: writes a snapshot now and answers
-/// its sequence after the commit.
+/// its sequence after the commit (or the writer's error).
 using checkpoint_now_atom = caf::atom_constant<caf::atom("ftckptnow")>;
+
+namespace detail {
+
+/// What a checkpointed actor stores as the envelope's payload: its state and
+/// the dedupe window that belongs to exactly that state. The format is a
+/// Cap'n Proto struct (`libft/schema/checkpoint.capnp`), private to
+/// ft_core; these functions are its only door (for ft_actors and tools).
+struct checkpoint_payload {
+  /// The state as `state_codec<State>::encode` wrote it.
+  byte_buffer state;
+  /// Ids of applied messages, oldest first.
+  std::vector<std::string> applied_ids;
+  /// Messages handled over all incarnations (informational).
+  uint64_t handled = 0;
+};
+
+caf::expected<byte_buffer> encode_checkpoint_payload(const checkpoint_payload& x);
+
+/// Errors: `corrupt_snapshot` naming `what` (e.g. `counter/42 #7`).
+caf::expected<checkpoint_payload>
+decode_checkpoint_payload(const byte_buffer& bytes, const std::string& what);
+
+} // namespace detail
 
 // -- the actor's view ---------------------------------------------------------
 
@@ -205,8 +269,9 @@ struct checkpoint_options {
   /// Stored in each snapshot.
   std::string node_id;
   fault_tolerance_config config;
-  /// Converts older payloads (none: an older version is `schema_mismatch`,
-  /// which makes the start fall back to the snapshot before).
+  /// Converts the state bytes of snapshots written with another
+  /// `schema_version` (none: such a snapshot is `schema_mismatch`, which
+  /// makes the start fall back to the snapshot before).
   upgrade_fn upgrade;
 };
 
@@ -222,6 +287,14 @@ struct checkpoint_hooks {
 /// Shared between the incarnations of one checkpointed child: remembers
 /// which snapshot each start used and whether that start failed, so a
 /// snapshot that crashes its actor is not used forever (poison snapshots).
+/// A start from snapshot S fails when the incarnation exits abnormally
+/// while restoring or before it handled its first message; after
+/// `max_recovery_attempts` such starts S is skipped for good and the next
+/// start uses the snapshot before S (or a fresh state when there is none).
+/// A snapshot that cannot be decoded or upgraded is skipped at once. When
+/// the fallback is given up too (two in a row without a healthy start in
+/// between), every further start fails with `restore_failed`: the child
+/// will not heal by itself.
 class recovery_tracker;
 
 using recovery_tracker_ptr = std::shared_ptr<recovery_tracker>;
@@ -276,8 +349,10 @@ caf::expected<caf::actor> spawn_checkpointed(caf::actor_system& sys,
 /// A child spec for a checkpointed worker: each (re)start by the supervisor
 /// restores the latest usable snapshot, falling back past a snapshot whose
 /// starts failed `max_recovery_attempts` times; when the fallback fails as
-/// often, the start fails with `restore_failed` (and the supervisor
-/// escalates as for any failing child).
+/// often, the start fails with `restore_failed` (the supervisor retries it,
+/// each failure counts toward its intensity, so it escalates as for any
+/// failing child). One spec is one key and one tracker: not for
+/// `simple_one_for_one`, whose dynamic children would share both.
 template <class State, class F>
 child_spec checkpointed_worker(std::string id, checkpoint_options opts,
                                F make,
