@@ -31,6 +31,8 @@
 
 #include "hooked_behavior.hpp"
 
+#include "breaker_events.hpp"
+
 namespace ft {
 
 namespace {
@@ -77,13 +79,6 @@ constexpr uint32_t error_token = caf::make_type_token<caf::error>();
 /// Tells the decorators of one process apart (see the atoms above).
 std::atomic<uint64_t> last_decorator_id{0};
 
-/// Same as the guard's (actors/breaker_guard.cpp): events carry wall-clock
-/// time, the actor clock is for the breaker.
-int64_t wall_clock_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch())
-    .count();
-}
 
 } // namespace
 
@@ -452,16 +447,8 @@ private:
     transitions_.clear();
     bool opened = false;
     for (auto& t : ts) {
-      if (!subscribers_.empty()) {
-        breaker_event ev;
-        ev.name = name_;
-        ev.kind = breaker_event_kind::transition;
-        ev.from = t.from;
-        ev.to = t.to;
-        ev.detail = t.reason;
-        ev.timestamp_ms = wall_clock_ms();
-        send_all(std::move(ev));
-      }
+      if (!subscribers_.empty())
+        send_all(detail::transition_event(name_, t));
       opened = opened || t.to == breaker_state::open;
     }
     if (!opened || breaker_.current_state() != breaker_state::open)
@@ -477,14 +464,8 @@ private:
                caf::timespan duration) {
     if (subscribers_.empty())
       return;
-    breaker_event ev;
-    ev.name = name_;
-    ev.kind = kind;
-    ev.from = ev.to = breaker_.current_state();
-    ev.reason = std::move(reason);
-    ev.duration = duration;
-    ev.timestamp_ms = wall_clock_ms();
-    send_all(std::move(ev));
+    send_all(detail::outcome_event(name_, kind, breaker_.current_state(),
+                                   std::move(reason), duration));
   }
 
   void send_all(breaker_event ev) {

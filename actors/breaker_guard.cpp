@@ -34,6 +34,7 @@
 #include "ft/error.hpp"
 
 #include "any_response.hpp"
+#include "breaker_events.hpp"
 
 namespace ft {
 
@@ -54,11 +55,6 @@ using probe_atom = caf::atom_constant<caf::atom("ftbrprobe")>;
 
 using time_point = caf::actor_clock::time_point;
 
-int64_t wall_clock_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch())
-    .count();
-}
 
 // -- the actor ----------------------------------------------------------------
 
@@ -382,14 +378,7 @@ private:
     transitions_.clear();
     bool opened = false;
     for (auto& t : ts) {
-      breaker_event ev;
-      ev.name = name_;
-      ev.kind = breaker_event_kind::transition;
-      ev.from = t.from;
-      ev.to = t.to;
-      ev.detail = t.reason;
-      ev.timestamp_ms = wall_clock_ms();
-      send_all(ev);
+      send_all(detail::transition_event(name_, t));
       opened = opened || t.to == breaker_state::open;
     }
     if (!opened || breaker_.current_state() != breaker_state::open)
@@ -409,14 +398,8 @@ private:
                caf::timespan duration) {
     if (subscribers_.empty())
       return;
-    breaker_event ev;
-    ev.name = name_;
-    ev.kind = kind;
-    ev.from = ev.to = breaker_.current_state();
-    ev.reason = std::move(reason);
-    ev.duration = duration;
-    ev.timestamp_ms = wall_clock_ms();
-    send_all(ev);
+    send_all(detail::outcome_event(name_, kind, breaker_.current_state(),
+                                   std::move(reason), duration));
   }
 
   void send_all(const breaker_event& ev) {

@@ -15,6 +15,8 @@
 
 #include "ft/error.hpp"
 
+#include "wall_clock.hpp"
+
 namespace ft {
 
 namespace {
@@ -26,11 +28,7 @@ using sweep_atom = caf::atom_constant<caf::atom("ftrgsweep")>;
 
 using time_point = caf::actor_clock::time_point;
 
-int64_t wall_clock_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch())
-    .count();
-}
+using detail::wall_clock_ms;
 
 /// The text of a libft error's context, without the code name, so a wrapper
 /// can prefix it (e.g. with the scope).

@@ -36,6 +36,7 @@
 #include "ft/snapshot_writer.hpp"
 
 #include "hooked_behavior.hpp"
+#include "wall_clock.hpp"
 
 namespace ft {
 
@@ -759,9 +760,7 @@ private:
     env.actor_type = opts_.actor_type;
     env.schema_version = hooks_.version;
     env.sequence = last_seq_ + 1;
-    env.timestamp_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                         std::chrono::system_clock::now().time_since_epoch())
-                         .count();
+    env.timestamp_ms = detail::wall_clock_ms();
     env.node_id = opts_.node_id;
     env.payload = std::move(*bytes);
     note_sequence(env.sequence);

@@ -16,6 +16,7 @@
 #include "ft/supervisor.hpp"
 
 #include "any_response.hpp"
+#include "wall_clock.hpp"
 
 namespace ft {
 
@@ -30,11 +31,7 @@ using recovery_start_atom = caf::atom_constant<caf::atom("ftrcstart")>;
 /// `(recovery_step_atom)`: a step's pause ended, make the pending attempt.
 using recovery_step_atom = caf::atom_constant<caf::atom("ftrcstep")>;
 
-int64_t wall_clock_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch())
-    .count();
-}
+using detail::wall_clock_ms;
 
 std::string plural(int n, const char* what) {
   return std::to_string(n) + " " + what + (n == 1 ? "" : "s");

@@ -34,6 +34,7 @@
 #include "ft/restart_window.hpp"
 
 #include "any_response.hpp"
+#include "wall_clock.hpp"
 
 namespace ft {
 
@@ -57,11 +58,7 @@ std::string describe(const caf::error& err) {
   return render(err);
 }
 
-int64_t wall_clock_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch())
-    .count();
-}
+using detail::wall_clock_ms;
 
 // -- the actor ----------------------------------------------------------------
 
