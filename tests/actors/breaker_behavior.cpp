@@ -169,23 +169,6 @@ breaker_config test_config() {
   return cfg;
 }
 
-/// The answers one caller got: exactly one is the contract.
-struct call_result {
-  int answers = 0;
-  std::optional<caf::expected<int>> value;
-};
-
-using call_ptr = std::shared_ptr<call_result>;
-
-bool is_value(const call_ptr& x, int expected) {
-  return x->answers == 1 && x->value && *x->value && **x->value == expected;
-}
-
-bool is_error(const call_ptr& x, errc code) {
-  return x->answers == 1 && x->value && !*x->value
-         && is(x->value->error(), code);
-}
-
 bool is_worker_error(const call_ptr& x) {
   return x->answers == 1 && x->value && !*x->value
          && x->value->error() == caf::sec::runtime_error;
@@ -236,10 +219,7 @@ struct decorator_fixture : fixture {
 
   decorator_fixture() {
     be = sys->spawn(backend, bst);
-    auto evs = events;
-    sink = sys->spawn([evs](caf::event_based_actor*) -> caf::behavior {
-      return {[evs](const breaker_event& ev) { evs->push_back(ev); }};
-    });
+    sink = breaker_event_sink(*sys, events);
   }
 
   caf::actor spawn_worker(breaker_config cfg = test_config(),
@@ -593,9 +573,7 @@ TEST_CASE_METHOD(decorator_fixture,
   // A late subscriber sees only what happens after it subscribed; an
   // unsubscribed one nothing more; a terminated one is dropped.
   auto late = std::make_shared<std::vector<breaker_event>>();
-  auto late_sink = sys->spawn([late](caf::event_based_actor*) -> caf::behavior {
-    return {[late](const breaker_event& ev) { late->push_back(ev); }};
-  });
+  auto late_sink = breaker_event_sink(*sys, late);
   REQUIRE(ask_void(w, breaker_subscribe_atom::value, late_sink));
   REQUIRE(ask_void(w, breaker_subscribe_atom::value, late_sink));
   REQUIRE(ask_void(w, breaker_unsubscribe_atom::value, sink));

@@ -89,23 +89,6 @@ breaker_config test_config() {
   return cfg;
 }
 
-/// The answers one caller got: exactly one is the contract.
-struct call_result {
-  int answers = 0;
-  std::optional<caf::expected<int>> value;
-};
-
-using call_ptr = std::shared_ptr<call_result>;
-
-bool is_value(const call_ptr& x, int expected) {
-  return x->answers == 1 && x->value && *x->value && **x->value == expected;
-}
-
-bool is_error(const call_ptr& x, errc code) {
-  return x->answers == 1 && x->value && !*x->value
-         && is(x->value->error(), code);
-}
-
 struct guard_fixture : fixture {
   caf::actor_clock::time_point t0 = sys->clock().now();
   target_ptr st = std::make_shared<target_state>();
@@ -118,10 +101,7 @@ struct guard_fixture : fixture {
 
   guard_fixture() {
     target = sys->spawn(test_target, st);
-    auto evs = events;
-    sink = sys->spawn([evs](caf::event_based_actor*) -> caf::behavior {
-      return {[evs](const breaker_event& ev) { evs->push_back(ev); }};
-    });
+    sink = breaker_event_sink(*sys, events);
   }
 
   caf::actor spawn_guard(breaker_config cfg = test_config()) {
@@ -539,9 +519,7 @@ TEST_CASE_METHOD(guard_fixture, "subscribers see events in order, on time",
   // A late subscriber sees only what happens after it subscribed; an
   // unsubscribed one nothing more.
   auto late = std::make_shared<std::vector<breaker_event>>();
-  auto late_sink = sys->spawn([late](caf::event_based_actor*) -> caf::behavior {
-    return {[late](const breaker_event& ev) { late->push_back(ev); }};
-  });
+  auto late_sink = breaker_event_sink(*sys, late);
   REQUIRE(ask_void(g, breaker_subscribe_atom::value, late_sink));
   REQUIRE(ask_void(g, breaker_unsubscribe_atom::value, sink));
   auto before = events->size();

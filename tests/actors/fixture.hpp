@@ -219,6 +219,32 @@ struct fixture {
   }
 };
 
+/// The answers one caller got: exactly one is the contract.
+struct call_result {
+  int answers = 0;
+  std::optional<caf::expected<int>> value;
+};
+
+using call_ptr = std::shared_ptr<call_result>;
+
+inline bool is_value(const call_ptr& x, int expected) {
+  return x->answers == 1 && x->value && *x->value && **x->value == expected;
+}
+
+inline bool is_error(const call_ptr& x, errc code) {
+  return x->answers == 1 && x->value && !*x->value
+         && is(x->value->error(), code);
+}
+
+/// Spawns an actor that collects the breaker events it receives.
+inline caf::actor
+breaker_event_sink(caf::actor_system& sys,
+                   std::shared_ptr<std::vector<breaker_event>> evs) {
+  return sys.spawn([evs](caf::event_based_actor*) -> caf::behavior {
+    return {[evs](const breaker_event& ev) { evs->push_back(ev); }};
+  });
+}
+
 /// Events of one kind, in order.
 inline std::vector<supervisor_event>
 events_of(const std::vector<supervisor_event>& xs, event_kind kind) {
