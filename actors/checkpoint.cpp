@@ -228,25 +228,14 @@ std::string describe(const std::string& key, uint64_t seq) {
   return key + " #" + std::to_string(seq);
 }
 
-/// The sequence of the damaged record a store read failed on. The writer
-/// answers only an error, whose context starts with `key #seq` (the
-/// store's naming); without the sequence we could not step past it.
-std::optional<uint64_t> damaged_sequence(const caf::error& err,
-                                         const std::string& key) {
-  auto& ctx = err.context();
-  if (ctx.empty() || !ctx.match_element<std::string>(0))
-    return std::nullopt;
-  auto& str = ctx.get_as<std::string>(0);
-  auto prefix = key + " #";
-  if (str.compare(0, prefix.size(), prefix) != 0)
-    return std::nullopt;
-  uint64_t seq = 0;
-  size_t i = prefix.size();
-  for (; i < str.size() && str[i] >= '0' && str[i] <= '9'; ++i)
-    seq = seq * 10 + static_cast<uint64_t>(str[i] - '0');
-  if (i == prefix.size() || seq == 0)
-    return std::nullopt;
-  return seq;
+/// The highest sequence in `xs` (below `bound`, if set); 0 if none.
+uint64_t newest_below(const std::vector<snapshot_info>& xs,
+                      std::optional<uint64_t> bound) {
+  uint64_t result = 0;
+  for (auto& x : xs)
+    if ((!bound || x.sequence < *bound) && x.sequence > result)
+      result = x.sequence;
+  return result;
 }
 
 // -- result observation -------------------------------------------------------
@@ -430,6 +419,7 @@ private:
   /// snapshot written after a fallback is newer than the poison one and
   /// must win, with no ceiling to clear.
   void fetch(std::optional<uint64_t> below) {
+    fetching_below_ = below;
     auto ok = [this](snapshot_envelope& env) { on_snapshot(env); };
     auto failed = [this](caf::error& err) { on_fetch_error(err); };
     if (below)
@@ -476,15 +466,30 @@ private:
       return;
     }
     if (is(err, errc::checksum_mismatch) || is(err, errc::corrupt_snapshot)) {
-      if (auto seq = damaged_sequence(err, opts_.key)) {
-        note_sequence(*seq);
-        if (!checkpointing()) {
-          go_live();
-          return;
-        }
-        give_up(*seq, err);
-        return;
-      }
+      // The record we asked for is damaged. Its sequence is the newest one
+      // of our key (below the fetch's bound): the listing has it, as it
+      // reads headers only and includes damaged records.
+      request(opts_.writer, caf::infinite, snapshot_list_atom::value,
+              opts_.key)
+        .then(
+          [this, err](std::vector<snapshot_info>& xs) {
+            auto seq = newest_below(xs, fetching_below_);
+            if (seq == 0) {
+              report("cannot read snapshots: " + render(err));
+              quit(err);
+              return;
+            }
+            note_sequence(seq);
+            if (!checkpointing())
+              go_live();
+            else
+              give_up(seq, err);
+          },
+          [this](caf::error& e) {
+            report("cannot read snapshots: " + render(e));
+            quit(e);
+          });
+      return;
     }
     // The writer is gone or the store failed: nothing we can decide here.
     // Exit abnormally and let the supervisor retry (not a poison snapshot:
@@ -817,9 +822,15 @@ private:
       request(opts_.writer, caf::infinite, snapshot_latest_atom::value,
               opts_.key)
         .then([this](snapshot_envelope& env) { note_sequence(env.sequence); },
-              [this](caf::error& e) {
-                if (auto stored = damaged_sequence(e, opts_.key))
-                  note_sequence(*stored);
+              [this](caf::error&) {
+                // The newest record is damaged: its header still counts.
+                request(opts_.writer, caf::infinite,
+                        snapshot_list_atom::value, opts_.key)
+                  .then(
+                    [this](std::vector<snapshot_info>& xs) {
+                      note_sequence(newest_below(xs, std::nullopt));
+                    },
+                    [](caf::error&) {});
               });
     }
     if (auto i = acks_.find(seq); i != acks_.end()) {
@@ -880,6 +891,9 @@ private:
   bool confirmed_ = false;
   /// The highest sequence seen or written for the key.
   uint64_t last_seq_ = 0;
+  /// The bound of the snapshot being fetched (`before`), none for `latest`:
+  /// tells which record a damaged-read error was about.
+  std::optional<uint64_t> fetching_below_;
   uint64_t committed_ = 0;
   uint64_t restored_ = 0;
   /// Messages handled (over all incarnations, via the snapshot).

@@ -72,6 +72,11 @@ public:
         flush();
         return to_result(store_.list());
       },
+      [this](snapshot_list_atom, const std::string& key)
+        -> caf::result<std::vector<snapshot_info>> {
+        flush();
+        return to_result(store_.list(key));
+      },
       [this](snapshot_verify_atom)
         -> caf::result<std::vector<snapshot_problem>> {
         flush();

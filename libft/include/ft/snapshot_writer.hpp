@@ -36,7 +36,10 @@ using snapshot_latest_atom = caf::atom_constant<caf::atom("ftsnlatest")>;
 /// -> snapshot_envelope`: the newest snapshot older than `sequence`.
 using snapshot_before_atom = caf::atom_constant<caf::atom("ftsnbefore")>;
 
-/// `(snapshot_list_atom) -> std::vector<snapshot_info>`.
+/// `(snapshot_list_atom) -> std::vector<snapshot_info>`: every snapshot;
+/// `(snapshot_list_atom, std::string key) -> std::vector<snapshot_info>`:
+/// those of one key (oldest first), including records whose bytes are
+/// damaged — a reader that failed on one learns its sequence here.
 using snapshot_list_atom = caf::atom_constant<caf::atom("ftsnlist")>;
 
 /// `(snapshot_verify_atom) -> std::vector<snapshot_problem>`.
