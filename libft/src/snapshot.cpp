@@ -425,7 +425,7 @@ void fill(schema::SnapshotEnvelope::Builder root, const snapshot_envelope& x,
 
 } // namespace
 
-caf::expected<byte_buffer> encode_snapshot(const snapshot_envelope& x) {
+caf::error encode_snapshot_into(const snapshot_envelope& x, byte_buffer& out) {
   if (auto err = check_key(x.key))
     return err;
   if (auto err = check_size("key", x.key.size(), max_list_elements - 1))
@@ -446,8 +446,10 @@ caf::expected<byte_buffer> encode_snapshot(const snapshot_envelope& x) {
                  + text_words(x.node_id.size())
                  + words_for_bytes(x.payload.size());
   try {
-    // Zeroed, as Cap'n Proto requires of fresh segments.
-    byte_buffer out(segment_table_bytes + words * word_bytes);
+    // Zeroed, as Cap'n Proto requires of fresh segments. `assign` reuses
+    // the buffer's capacity: a caller encoding many snapshots into one
+    // buffer allocates nothing after the first.
+    out.assign(segment_table_bytes + words * word_bytes, 0);
     auto first = kj::ArrayPtr<capnp::word>{
       reinterpret_cast<capnp::word*>(out.data() + segment_table_bytes), words};
     buffer_message_builder msg{first};
@@ -457,18 +459,26 @@ caf::expected<byte_buffer> encode_snapshot(const snapshot_envelope& x) {
       write_le32(out.data(), 0); // segment count - 1
       write_le32(out.data() + 4, static_cast<uint32_t>(used));
       out.resize(segment_table_bytes + used * word_bytes);
-      return out;
+      return caf::none;
     }
     // Our size estimate was short (a Cap'n Proto layout change?): still
     // correct, one more copy.
     auto flat = capnp::messageToFlatArray(msg);
     auto bytes = flat.asBytes();
-    return byte_buffer(bytes.begin(), bytes.end());
+    out.assign(bytes.begin(), bytes.end());
+    return caf::none;
   } catch (const kj::Exception& e) {
     return make_error(errc::corrupt_snapshot,
                       "cannot encode snapshot " + x.key + ": "
                         + std::string{e.getDescription().cStr()});
   }
+}
+
+caf::expected<byte_buffer> encode_snapshot(const snapshot_envelope& x) {
+  byte_buffer out;
+  if (auto err = encode_snapshot_into(x, out))
+    return err;
+  return out;
 }
 
 namespace {

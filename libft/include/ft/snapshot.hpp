@@ -99,6 +99,11 @@ uint32_t snapshot_checksum(const snapshot_envelope& x) noexcept;
 /// 2^29 - 1 bytes (512 MiB).
 caf::expected<byte_buffer> encode_snapshot(const snapshot_envelope& x);
 
+/// As `encode_snapshot`, into `out` (replacing its contents, reusing its
+/// capacity): a writer that stores many snapshots encodes them all into one
+/// buffer instead of allocating one per snapshot.
+caf::error encode_snapshot_into(const snapshot_envelope& x, byte_buffer& out);
+
 /// Decodes bytes from `encode_snapshot`. Reads them in place when `data` is
 /// 8-byte aligned, else from a word-aligned copy, so `data` may come
 /// straight from LMDB. Errors name `what` (e.g. `counter/42 #7`; `snapshot`
