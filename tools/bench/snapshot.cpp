@@ -258,7 +258,7 @@ void bench_group_commit() {
   constexpr size_t size = 4096;
   constexpr uint64_t total = 40'000;
   constexpr size_t writers = 256; // keys; pipelined writes per key are FIFO
-  constexpr size_t in_flight = 2048;
+  constexpr size_t in_flight = 4096;
   auto payload = payload_of(size);
   // The baseline puts the bytes the writer stores (see store_vs_raw).
   auto encoded_env = ft::encode_snapshot(envelope("bench/0", 1, payload));
