@@ -62,7 +62,7 @@ public:
     }
     pending_ = false;
     if (exhausted_)
-      return make_error(errc::restore_failed, describe(key));
+      return make_error(errc::restore_failed, describe_locked(key));
     return caf::none;
   }
 
@@ -124,6 +124,12 @@ public:
   }
 
   std::string describe(const std::string& key) const {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return describe_locked(key);
+  }
+
+private:
+  std::string describe_locked(const std::string& key) const {
     std::string result = key + ": no usable snapshot after ";
     for (size_t i = 0; i < chain_.size(); ++i) {
       if (i > 0)
@@ -136,7 +142,6 @@ public:
     return result;
   }
 
-private:
   /// Gives up a start source. Two in a row without a healthy start in
   /// between — the snapshot and the one it fell back to — exhaust the
   /// tracker: "fall back to the previous one, then escalate".
@@ -350,7 +355,10 @@ public:
         caf::anon_send(opts_.writer, snapshot_write_atom::value,
                        std::move(*env));
     }
-    if (graceful && tracked())
+    // Killed from outside (its supervisor's brutal_kill or shutdown
+    // timeout, e.g. for a sibling's restart): not a failed start either.
+    auto external = fail_state() == caf::exit_reason::kill;
+    if ((graceful || external) && tracked())
       tracker_->stopped();
     auto err = make_error(errc::child_stopped,
                           opts_.key
@@ -482,6 +490,8 @@ private:
             note_sequence(seq);
             if (!checkpointing())
               go_live();
+            else if (tracker_->skipped(seq))
+              fetch(seq); // given up by an earlier incarnation already
             else
               give_up(seq, err);
           },
@@ -637,7 +647,8 @@ private:
       return;
     }
     f();
-    hold(make_response_promise(), true, caf::message{}, std::move(err));
+    hold(held_reply{0, make_response_promise(), true, caf::message{},
+                    std::move(err)});
   }
 
   /// Runs the user's handler through `call`, then does the bookkeeping of
@@ -656,10 +667,17 @@ private:
     if (id != nullptr && ok)
       remember(*id);
     after_handled();
-    if (v.held())
-      hold(make_response_promise(),
-           v.result() != observing_visitor::outcome::value,
-           std::move(v.msg()), std::move(v.err()));
+    if (v.held()) {
+      held_reply h{0, make_response_promise(),
+                   v.result() != observing_visitor::outcome::value,
+                   std::move(v.msg()), std::move(v.err())};
+      // A handler that crashed the actor saved nothing: answer at once,
+      // and never write its state (hold() might, when a write is due).
+      if (aborting())
+        release(h);
+      else
+        hold(std::move(h));
+    }
     return caf::match_case::match;
   }
 
@@ -848,9 +866,7 @@ private:
   }
 
   /// Holds a reply until everything applied so far is committed.
-  void hold(caf::response_promise rp, bool is_error, caf::message msg,
-            caf::error err) {
-    held_reply h{0, std::move(rp), is_error, std::move(msg), std::move(err)};
+  void hold(held_reply h) {
     if (!h.rp.pending())
       return;
     if (dirty_) {

@@ -10,6 +10,7 @@
 
 #include "ft/snapshot_writer.hpp"
 
+#include <new>
 #include <utility>
 
 #include <caf/all.hpp>
@@ -144,7 +145,14 @@ private:
     auto waiting = std::move(waiting_);
     batch_.clear();
     waiting_.clear();
-    auto results = store_.write_batch(batch);
+    caf::expected<std::vector<caf::error>> results{caf::error{}};
+    try {
+      results = store_.write_batch(batch);
+    } catch (const std::bad_alloc&) {
+      // Nothing was committed; every writer must still get an answer.
+      results = make_error(errc::store_error,
+                           "write_batch: out of memory encoding the batch");
+    }
     if (!results) {
       stats_.rejected += batch.size();
       for (auto& rp : waiting)

@@ -575,6 +575,28 @@ TEST_CASE_METHOD(ckpt_fixture,
 }
 
 TEST_CASE_METHOD(ckpt_fixture,
+                 "incarnations killed from outside are not failed starts",
+                 "[checkpoint]") {
+  put(1, counter{11, false});
+  auto opts = options();
+  opts.config.max_recovery_attempts = 2;
+  auto sup = spawn_sup(flags(), {checkpointed_worker<counter>(
+                                  "counter", opts, counter_actor(j))});
+  // Killed before handling anything (as by a brutal_kill or a sibling's
+  // restart), again and again: the snapshot is not to blame.
+  for (int i = 0; i < 4; ++i) {
+    caf::anon_send_exit(child_handle(sup, "counter"), caf::exit_reason::kill);
+    run();
+  }
+  CHECK(starts()
+        == std::vector<std::string>(5, std::string{"start:11@1"}));
+  auto c = child_handle(sup, "counter");
+  CHECK(value_of<int32_t>(c, add_atom::value, int32_t{1}) == 12);
+  caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
+  run();
+}
+
+TEST_CASE_METHOD(ckpt_fixture,
                  "a poison fallback makes the start fail with restore_failed",
                  "[checkpoint]") {
   auto opts = options();
