@@ -252,35 +252,25 @@ caf::expected<breaker_config> breaker_preset(const std::string& name) {
 
 namespace {
 
-/// Reads those of `fields` the mapping of `in` has, each with `read`.
-template <class T, class Read>
+/// Reads those of `fields` the mapping of `in` has.
+template <class T>
 caf::error read_each(const detail::yaml_reader& in,
-                     std::initializer_list<std::pair<const char*, T*>> fields,
-                     Read read) {
-  for (auto [field, dst] : fields) {
-    if (!in.has(field))
-      continue;
-    auto v = read(field);
-    if (!v)
-      return v.error();
-    *dst = *v;
-  }
+                     std::initializer_list<std::pair<const char*, T*>> fields) {
+  for (auto [field, dst] : fields)
+    if (auto err = in.read_optional(field, *dst))
+      return err;
   return caf::none;
 }
 
 caf::error read_fields(const detail::yaml_reader& in, const YAML::Node& root,
                        breaker_config& x) {
-  auto integer = [&](const char* field) { return in.integer(field); };
-  auto seconds = [&](const char* field) { return in.seconds(field); };
-  auto number = [&](const char* field) { return in.number(field); };
   if (auto err = read_each<int>(
         in,
         {{"failure_threshold", &x.failure_threshold},
          {"success_threshold", &x.success_threshold},
          {"half_open_max_calls", &x.half_open_max_calls},
          {"window_size", &x.window_size},
-         {"minimum_calls", &x.minimum_calls}},
-        integer))
+         {"minimum_calls", &x.minimum_calls}}))
     return err;
   if (auto err = read_each<caf::timespan>(
         in,
@@ -288,15 +278,13 @@ caf::error read_fields(const detail::yaml_reader& in, const YAML::Node& root,
          {"max_reset_timeout", &x.max_reset_timeout},
          {"call_timeout", &x.call_timeout},
          {"window_duration", &x.window_duration},
-         {"slow_call_duration", &x.slow_call_duration}},
-        seconds))
+         {"slow_call_duration", &x.slow_call_duration}}))
     return err;
   if (auto err = read_each<double>(
         in,
         {{"reset_timeout_factor", &x.reset_timeout_factor},
          {"failure_rate_threshold", &x.failure_rate_threshold},
-         {"slow_call_rate_threshold", &x.slow_call_rate_threshold}},
-        number))
+         {"slow_call_rate_threshold", &x.slow_call_rate_threshold}}))
     return err;
   if (in.has("window")) {
     auto v = in.text("window");
@@ -346,25 +334,21 @@ caf::error read_adaptive(const detail::yaml_reader& in,
                               "max_recovery_timeout", "false_trip_probability",
                               "smoothing"});
   if (!err)
-    err = read_each<bool>(sub, {{"enabled", &x.enabled}},
-                          [&](const char* f) { return sub.boolean(f); });
+    err = read_each<bool>(sub, {{"enabled", &x.enabled}});
   if (!err)
     err = read_each<int>(sub,
                          {{"min_failure_threshold", &x.min_failure_threshold},
-                          {"max_failure_threshold", &x.max_failure_threshold}},
-                         [&](const char* f) { return sub.integer(f); });
+                          {"max_failure_threshold", &x.max_failure_threshold}});
   if (!err)
     err = read_each<caf::timespan>(
       sub,
       {{"min_recovery_timeout", &x.min_recovery_timeout},
-       {"max_recovery_timeout", &x.max_recovery_timeout}},
-      [&](const char* f) { return sub.seconds(f); });
+       {"max_recovery_timeout", &x.max_recovery_timeout}});
   if (!err)
     err = read_each<double>(
       sub,
       {{"false_trip_probability", &x.false_trip_probability},
-       {"smoothing", &x.smoothing}},
-      [&](const char* f) { return sub.number(f); });
+       {"smoothing", &x.smoothing}});
   return err ? in_adaptive(err, source) : caf::none;
 }
 

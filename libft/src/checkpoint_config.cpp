@@ -110,30 +110,18 @@ caf::error read_fields(const detail::yaml_reader& in,
                      "= '" + *v + "' is not checkpoint or restart");
     x.strategy = *s;
   }
-  if (in.has("checkpoint_interval")) {
-    auto v = in.seconds("checkpoint_interval");
-    if (!v)
-      return v.error();
-    x.checkpoint_interval = *v;
-  }
+  if (auto err = in.read_optional("checkpoint_interval", x.checkpoint_interval))
+    return err;
   if (in.has("checkpoint_every")) {
     auto v = count(in, "checkpoint_every");
     if (!v)
       return v.error();
     x.checkpoint_every = *v;
   }
-  if (in.has("max_recovery_attempts")) {
-    auto v = in.integer("max_recovery_attempts");
-    if (!v)
-      return v.error();
-    x.max_recovery_attempts = *v;
-  }
-  if (in.has("checkpoint_dir")) {
-    auto v = in.text("checkpoint_dir");
-    if (!v)
-      return v.error();
-    x.checkpoint_dir = *v;
-  }
+  if (auto err = in.read_optional("max_recovery_attempts", x.max_recovery_attempts))
+    return err;
+  if (auto err = in.read_optional("checkpoint_dir", x.checkpoint_dir))
+    return err;
   if (in.has("dedupe_window")) {
     auto v = count(in, "dedupe_window");
     if (!v)

@@ -32,12 +32,8 @@ supervisor_flags_from_yaml(const std::string& text, const std::string& source) {
     return err;
   supervisor_flags flags;
   try {
-    if (in.has("name")) {
-      auto x = in.text("name");
-      if (!x)
-        return x.error();
-      flags.name = *x;
-    }
+    if (auto err = in.read_optional("name", flags.name))
+      return err;
     if (in.has("strategy")) {
       auto x = in.text("strategy");
       if (!x)
@@ -100,12 +96,8 @@ supervisor_flags_from_yaml(const std::string& text, const std::string& source) {
     }
     // Restart delay, with the seed configs' parameter names.
     std::string kind = "none";
-    if (in.has("restart_strategy")) {
-      auto x = in.text("restart_strategy");
-      if (!x)
-        return x.error();
-      kind = *x;
-    }
+    if (auto err = in.read_optional("restart_strategy", kind))
+      return err;
     auto& d = flags.delay;
     if (kind == "none") {
       d.type = restart_delay::kind::none;

@@ -621,18 +621,10 @@ caf::expected<recovery_step> read_step(const YAML::Node& node, size_t i,
   auto delayed = result.kind == recovery_step_kind::delayed_retry;
   if (delayed)
     result.backoff = default_recovery_steps()[1].backoff;
-  if (in.has("attempts")) {
-    auto x = in.integer("attempts");
-    if (!x)
-      return x.error();
-    result.attempts = *x;
-  }
-  if (in.has("delay")) {
-    auto x = in.seconds("delay");
-    if (!x)
-      return x.error();
-    result.delay = *x;
-  }
+  if (auto err = in.read_optional("attempts", result.attempts))
+    return err;
+  if (auto err = in.read_optional("delay", result.delay))
+    return err;
   for (auto field : {"backoff", "jitter", "initial_delay", "max_delay",
                      "multiplier"})
     if (!delayed && in.has(field))
@@ -670,18 +662,10 @@ caf::expected<recovery_step> read_step(const YAML::Node& node, size_t i,
     if (!in.has("max_delay"))
       result.backoff.max_delay = std::max(result.backoff.max_delay, *x);
   }
-  if (in.has("max_delay")) {
-    auto x = in.seconds("max_delay");
-    if (!x)
-      return x.error();
-    result.backoff.max_delay = *x;
-  }
-  if (in.has("multiplier")) {
-    auto x = in.number("multiplier");
-    if (!x)
-      return x.error();
-    result.backoff.multiplier = *x;
-  }
+  if (auto err = in.read_optional("max_delay", result.backoff.max_delay))
+    return err;
+  if (auto err = in.read_optional("multiplier", result.backoff.multiplier))
+    return err;
   for (auto field : {"on", "except"}) {
     if (!in.has(field))
       continue;
@@ -704,18 +688,10 @@ caf::expected<recovery_policy> read_policy(const detail::yaml_reader& in) {
       return k.error();
     result.strategy = *k;
   }
-  if (in.has("max_restarts")) {
-    auto x = in.integer("max_restarts");
-    if (!x)
-      return x.error();
-    result.max_restarts = *x;
-  }
-  if (in.has("restart_delay")) {
-    auto x = in.seconds("restart_delay");
-    if (!x)
-      return x.error();
-    result.restart_delay = *x;
-  }
+  if (auto err = in.read_optional("max_restarts", result.max_restarts))
+    return err;
+  if (auto err = in.read_optional("restart_delay", result.restart_delay))
+    return err;
   if (in.has("escalation")) {
     auto node = in.root()["escalation"];
     // `escalation: none` / `~` means no escalation step.
@@ -838,12 +814,8 @@ recovery_chain_from_yaml(const std::string& text, const std::string& source) {
         return policy.error();
       result = policy->to_chain();
     }
-    if (in.has("call_timeout")) {
-      auto x = in.seconds("call_timeout");
-      if (!x)
-        return x.error();
-      result.call_timeout = *x;
-    }
+    if (auto err = in.read_optional("call_timeout", result.call_timeout))
+      return err;
     if (auto err = validate(result))
       return in.locate(err, in.has("chain") ? "chain" : "strategy");
     return result;

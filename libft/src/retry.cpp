@@ -265,24 +265,12 @@ retry_policy_from_yaml(const std::string& text, const std::string& source) {
                                                : result.max_elapsed)
         = *x;
     }
-    if (in.has("multiplier")) {
-      auto x = in.number("multiplier");
-      if (!x)
-        return x.error();
-      result.multiplier = *x;
-    }
-    if (in.has("max_attempts")) {
-      auto x = in.integer("max_attempts");
-      if (!x)
-        return x.error();
-      result.max_attempts = *x;
-    }
-    if (in.has("wait_for_half_open")) {
-      auto x = in.boolean("wait_for_half_open");
-      if (!x)
-        return x.error();
-      result.wait_for_half_open = *x;
-    }
+    if (auto err = in.read_optional("multiplier", result.multiplier))
+      return err;
+    if (auto err = in.read_optional("max_attempts", result.max_attempts))
+      return err;
+    if (auto err = in.read_optional("wait_for_half_open", result.wait_for_half_open))
+      return err;
     // A max_delay left at its default loses against a large initial_delay:
     // then point at the field the document did set.
     if (auto err = validate(result))

@@ -97,6 +97,52 @@ bool yaml_reader::has(const std::string& field) const {
   return static_cast<bool>(root_[field]);
 }
 
+namespace {
+
+template <class T, class Read>
+caf::error read_if_present(const yaml_reader& in, const std::string& field,
+                           T& dst, Read read) {
+  if (!in.has(field))
+    return caf::none;
+  auto x = read(field);
+  if (!x)
+    return std::move(x.error());
+  dst = std::move(*x);
+  return caf::none;
+}
+
+} // namespace
+
+caf::error yaml_reader::read_optional(const std::string& field,
+                                      int& dst) const {
+  return read_if_present(*this, field, dst,
+                         [this](const std::string& f) { return integer(f); });
+}
+
+caf::error yaml_reader::read_optional(const std::string& field,
+                                      double& dst) const {
+  return read_if_present(*this, field, dst,
+                         [this](const std::string& f) { return number(f); });
+}
+
+caf::error yaml_reader::read_optional(const std::string& field,
+                                      caf::timespan& dst) const {
+  return read_if_present(*this, field, dst,
+                         [this](const std::string& f) { return seconds(f); });
+}
+
+caf::error yaml_reader::read_optional(const std::string& field,
+                                      bool& dst) const {
+  return read_if_present(*this, field, dst,
+                         [this](const std::string& f) { return boolean(f); });
+}
+
+caf::error yaml_reader::read_optional(const std::string& field,
+                                      std::string& dst) const {
+  return read_if_present(*this, field, dst,
+                         [this](const std::string& f) { return text(f); });
+}
+
 caf::error yaml_reader::check_known(const std::set<std::string>& known) const {
   for (auto kvp : root_) {
     auto key = kvp.first.IsScalar() ? kvp.first.Scalar() : std::string{"?"};

@@ -53,6 +53,16 @@ public:
   /// Whether the mapping has `field`.
   bool has(const std::string& field) const;
 
+  /// Reads `field` into `dst` when the mapping has it (and leaves `dst`, its
+  /// default, alone when not), with the reader matching `dst`'s type
+  /// (`integer`, `number`, `seconds`, `boolean`, `text`). Returns the read's
+  /// error, naming the field and line.
+  caf::error read_optional(const std::string& field, int& dst) const;
+  caf::error read_optional(const std::string& field, double& dst) const;
+  caf::error read_optional(const std::string& field, caf::timespan& dst) const;
+  caf::error read_optional(const std::string& field, bool& dst) const;
+  caf::error read_optional(const std::string& field, std::string& dst) const;
+
   /// Fails on the first key that is not in `known`, listing the known ones.
   caf::error check_known(const std::set<std::string>& known) const;
 
