@@ -5,6 +5,7 @@
 #include <cstring>
 #include <filesystem>
 #include <system_error>
+#include <unordered_map>
 #include <utility>
 
 #include <unistd.h>
@@ -194,6 +195,25 @@ struct snapshot_store::impl {
   /// has grown to the largest snapshot.
   byte_buffer scratch_;
 
+  // -- sequence cache ----------------------------------------------------------
+  //
+  // A write must know the key's stored sequence; a B-tree seek per write
+  // costs a few percent of a nosync commit. So we remember the sequences
+  // our own commits stored, valid only while no other process committed in
+  // between: LMDB numbers write transactions consecutively across all
+  // processes, so our next write transaction's id is `cache_txn_ + 1`
+  // exactly when nobody else wrote.
+
+  /// Stored sequence per key as of our commit `cache_txn_`.
+  std::unordered_map<std::string, uint64_t> seq_cache_;
+  /// The id of the write transaction `seq_cache_` reflects (0: none).
+  size_t cache_txn_ = 0;
+  /// Whether `seq_cache_` is valid in the open write transaction.
+  bool cache_ok_ = false;
+  /// Sequences written in the open write transaction (a batch may write a
+  /// key twice); merged into the cache on commit.
+  std::unordered_map<std::string, uint64_t> staged_;
+
   impl() = default;
   impl(const impl&) = delete;
   impl& operator=(const impl&) = delete;
@@ -321,6 +341,13 @@ struct snapshot_store::impl {
       return read_only_error(op, what);
     if (!removing)
       return run_write_capped(op, what, body, opts_.max_map_size);
+    // Deleting lowers stored sequences: forget them all (removals are rare).
+    struct forget {
+      impl* self;
+      ~forget() {
+        self->seq_cache_.clear();
+      }
+    } on_return{this};
     auto cap = opts_.max_map_size + removal_headroom();
     auto err = run_write_capped(op, what, body, cap);
     if (!err && (full_ || map_size() > opts_.max_map_size)) {
@@ -353,13 +380,23 @@ struct snapshot_store::impl {
       txn_guard g;
       if (auto err = begin(g, 0, op, what))
         return err;
+      auto id = mdb_txn_id(g.txn);
+      cache_ok_ = cache_txn_ != 0 && id == cache_txn_ + 1;
+      if (!cache_ok_)
+        seq_cache_.clear();
+      staged_.clear();
       auto rc = body(g.txn);
       if (rc == rollback)
         return caf::none;
       if (rc == 0)
         rc = g.commit();
-      if (rc == 0)
+      if (rc == 0) {
+        for (auto& kvp : staged_)
+          seq_cache_[kvp.first] = kvp.second;
+        staged_.clear();
+        cache_txn_ = id;
         return caf::none;
+      }
       if (rc != MDB_MAP_FULL || attempt >= max_attempts)
         return fail(op, what, rc);
       // The transaction must end before the map may change.
@@ -434,8 +471,14 @@ struct snapshot_store::impl {
   int put_one(MDB_txn* txn, const snapshot_envelope& x,
               const byte_buffer& bytes, caf::error& result) {
     uint64_t stored = 0;
-    if (auto rc = latest_in(txn, x.key, stored); rc != 0)
+    if (auto i = staged_.find(x.key); i != staged_.end()) {
+      stored = i->second;
+    } else if (auto j = seq_cache_.find(x.key);
+               cache_ok_ && j != seq_cache_.end()) {
+      stored = j->second;
+    } else if (auto rc = latest_in(txn, x.key, stored); rc != 0) {
       return rc;
+    }
     // Sequences start at 1: 0 is what `latest_sequence` reports for "none".
     if (x.sequence <= stored) {
       result = make_error(errc::stale_sequence,
@@ -447,7 +490,10 @@ struct snapshot_store::impl {
     auto k = lmdb_key(x.key, x.sequence);
     MDB_val kv = to_val(k);
     MDB_val vv{bytes.size(), const_cast<uint8_t*>(bytes.data())};
-    return mdb_put(txn, dbi_, &kv, &vv, MDB_NOOVERWRITE);
+    auto rc = mdb_put(txn, dbi_, &kv, &vv, MDB_NOOVERWRITE);
+    if (rc == 0)
+      staged_[x.key] = x.sequence;
+    return rc;
   }
 
   /// Rejects what the codec would not encode or LMDB could not store.
