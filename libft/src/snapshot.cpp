@@ -425,7 +425,11 @@ void fill(schema::SnapshotEnvelope::Builder root, const snapshot_envelope& x,
 
 } // namespace
 
-caf::error encode_snapshot_into(const snapshot_envelope& x, byte_buffer& out) {
+namespace {
+
+/// Checks `x` and returns the exact size in words of its message: root
+/// pointer, the struct, then each pointer's target, all in one segment.
+caf::expected<size_t> message_words(const snapshot_envelope& x) {
   if (auto err = check_key(x.key))
     return err;
   if (auto err = check_size("key", x.key.size(), max_list_elements - 1))
@@ -438,39 +442,92 @@ caf::error encode_snapshot_into(const snapshot_envelope& x, byte_buffer& out) {
     return err;
   if (auto err = check_size("payload", x.payload.size(), max_list_elements))
     return err;
-  auto checksum = snapshot_checksum(x);
-  // The exact size of the message: root pointer, the struct, then each
-  // pointer's target, all in one segment.
-  size_t words = 1 + capnp::sizeInWords<schema::SnapshotEnvelope>()
-                 + text_words(x.key.size()) + text_words(x.actor_type.size())
-                 + text_words(x.node_id.size())
-                 + words_for_bytes(x.payload.size());
+  return 1 + capnp::sizeInWords<schema::SnapshotEnvelope>()
+         + text_words(x.key.size()) + text_words(x.actor_type.size())
+         + text_words(x.node_id.size()) + words_for_bytes(x.payload.size());
+}
+
+/// Builds the message of `x` in `out`: zeroed, word-aligned, with room for
+/// the segment table and `words` words. Returns the bytes used, or 0 when
+/// the message did not fit in that one segment; then `spill` (if given)
+/// receives it as a flat array. May throw `kj::Exception`.
+size_t build_in_place(const snapshot_envelope& x, uint8_t* out, size_t words,
+                      kj::Array<capnp::word>* spill) {
+  auto first = kj::ArrayPtr<capnp::word>{
+    reinterpret_cast<capnp::word*>(out + segment_table_bytes), words};
+  buffer_message_builder msg{first};
+  fill(msg.initRoot<schema::SnapshotEnvelope>(), x, snapshot_checksum(x));
+  if (msg.in_first_segment()) {
+    auto used = msg.getSegmentsForOutput()[0].size();
+    write_le32(out, 0); // segment count - 1
+    write_le32(out + 4, static_cast<uint32_t>(used));
+    return segment_table_bytes + used * word_bytes;
+  }
+  if (spill != nullptr)
+    *spill = capnp::messageToFlatArray(msg);
+  return 0;
+}
+
+caf::error encode_failed(const snapshot_envelope& x, const kj::Exception& e) {
+  return make_error(errc::corrupt_snapshot,
+                    "cannot encode snapshot " + x.key + ": "
+                      + std::string{e.getDescription().cStr()});
+}
+
+} // namespace
+
+caf::error encode_snapshot_into(const snapshot_envelope& x, byte_buffer& out) {
+  auto words = message_words(x);
+  if (!words)
+    return std::move(words.error());
   try {
     // Zeroed, as Cap'n Proto requires of fresh segments. `assign` reuses
     // the buffer's capacity: a caller encoding many snapshots into one
     // buffer allocates nothing after the first.
-    out.assign(segment_table_bytes + words * word_bytes, 0);
-    auto first = kj::ArrayPtr<capnp::word>{
-      reinterpret_cast<capnp::word*>(out.data() + segment_table_bytes), words};
-    buffer_message_builder msg{first};
-    fill(msg.initRoot<schema::SnapshotEnvelope>(), x, checksum);
-    if (msg.in_first_segment()) {
-      auto used = msg.getSegmentsForOutput()[0].size();
-      write_le32(out.data(), 0); // segment count - 1
-      write_le32(out.data() + 4, static_cast<uint32_t>(used));
-      out.resize(segment_table_bytes + used * word_bytes);
+    out.assign(segment_table_bytes + *words * word_bytes, 0);
+    kj::Array<capnp::word> spill;
+    if (auto used = build_in_place(x, out.data(), *words, &spill)) {
+      out.resize(used);
       return caf::none;
     }
     // Our size estimate was short (a Cap'n Proto layout change?): still
     // correct, one more copy.
-    auto flat = capnp::messageToFlatArray(msg);
-    auto bytes = flat.asBytes();
+    auto bytes = spill.asBytes();
     out.assign(bytes.begin(), bytes.end());
     return caf::none;
   } catch (const kj::Exception& e) {
+    return encode_failed(x, e);
+  }
+}
+
+caf::expected<size_t> encoded_snapshot_size(const snapshot_envelope& x) {
+  auto words = message_words(x);
+  if (!words)
+    return std::move(words.error());
+  return segment_table_bytes + *words * word_bytes;
+}
+
+caf::error encode_snapshot_to(const snapshot_envelope& x, void* dst,
+                              size_t size) {
+  auto words = message_words(x);
+  if (!words)
+    return std::move(words.error());
+  auto* out = static_cast<uint8_t*>(dst);
+  if (size != segment_table_bytes + *words * word_bytes
+      || reinterpret_cast<uintptr_t>(out) % alignof(capnp::word) != 0)
     return make_error(errc::corrupt_snapshot,
-                      "cannot encode snapshot " + x.key + ": "
-                        + std::string{e.getDescription().cStr()});
+                      "cannot encode snapshot " + x.key
+                        + " in place: the destination is not "
+                          "encoded_snapshot_size() word-aligned bytes");
+  try {
+    std::memset(out, 0, size);
+    if (build_in_place(x, out, *words, nullptr) == size)
+      return caf::none;
+    return make_error(errc::corrupt_snapshot,
+                      "cannot encode snapshot " + x.key
+                        + " in place: the message outgrew its size");
+  } catch (const kj::Exception& e) {
+    return encode_failed(x, e);
   }
 }
 

@@ -191,8 +191,8 @@ struct snapshot_store::impl {
   /// Set when a transaction found the map full; a removal then commits an
   /// extra transaction (see `run_write`).
   bool full_ = false;
-  /// Reused for every encoded snapshot: a write allocates nothing once it
-  /// has grown to the largest snapshot.
+  /// Reused for every small encoded snapshot (see `put_one`): a write
+  /// allocates nothing once it has grown to the largest one.
   byte_buffer scratch_;
 
   // -- sequence cache ----------------------------------------------------------
@@ -466,10 +466,17 @@ struct snapshot_store::impl {
     return rc == MDB_NOTFOUND ? 0 : rc;
   }
 
-  /// Checks and stores one encoded snapshot inside `txn`. Leaves `result`
-  /// empty when stored; sets it (and returns 0) when rejected as stale.
-  int put_one(MDB_txn* txn, const snapshot_envelope& x,
-              const byte_buffer& bytes, caf::error& result) {
+  /// Checks, encodes and stores one snapshot inside `txn`. Leaves `result`
+  /// empty when stored; sets it (and returns 0) when rejected: stale, or
+  /// not encodable. Large values are encoded straight into the room LMDB
+  /// reserves for them (overflow pages are word-aligned); small ones, whose
+  /// place in a leaf page may not be, go through `scratch_`.
+  int put_one(MDB_txn* txn, const snapshot_envelope& x, caf::error& result) {
+    auto size = encoded_snapshot_size(x);
+    if (!size) {
+      result = std::move(size.error());
+      return 0;
+    }
     uint64_t stored = 0;
     if (auto i = staged_.find(x.key); i != staged_.end()) {
       stored = i->second;
@@ -489,11 +496,22 @@ struct snapshot_store::impl {
     }
     auto k = lmdb_key(x.key, x.sequence);
     MDB_val kv = to_val(k);
-    MDB_val vv{bytes.size(), const_cast<uint8_t*>(bytes.data())};
-    auto rc = mdb_put(txn, dbi_, &kv, &vv, MDB_NOOVERWRITE);
-    if (rc == 0)
-      staged_[x.key] = x.sequence;
-    return rc;
+    MDB_val vv{*size, nullptr};
+    auto rc = mdb_put(txn, dbi_, &kv, &vv, MDB_NOOVERWRITE | MDB_RESERVE);
+    if (rc != 0)
+      return rc;
+    caf::error err;
+    if (reinterpret_cast<uintptr_t>(vv.mv_data) % 8 == 0) {
+      err = encode_snapshot_to(x, vv.mv_data, *size);
+    } else if (!(err = encode_snapshot_into(x, scratch_))) {
+      std::memcpy(vv.mv_data, scratch_.data(), *size);
+    }
+    // The room is reserved but holds garbage: this transaction must not
+    // commit (the codec checked `x` already, so this is an internal error).
+    if (err)
+      return EINVAL;
+    staged_[x.key] = x.sequence;
+    return 0;
   }
 
   /// Rejects what the codec would not encode or LMDB could not store.
@@ -682,13 +700,10 @@ caf::error snapshot_store::write(const snapshot_envelope& x) {
     return impl_->read_only_error("write", what);
   if (auto err = impl_->check_key(x))
     return err;
-  auto& bytes = impl_->scratch_;
-  if (auto err = encode_snapshot_into(x, bytes))
-    return err;
   caf::error result;
   auto err = impl_->run_write("write", what, [&](MDB_txn* txn) {
     result = caf::none;
-    auto rc = impl_->put_one(txn, x, bytes, result);
+    auto rc = impl_->put_one(txn, x, result);
     return rc == 0 && result ? rollback : rc;
   });
   if (err)
@@ -709,19 +724,13 @@ snapshot_store::write_batch(const std::vector<snapshot_envelope>& xs) {
   auto err = impl_->run_write("write_batch", what, [&](MDB_txn* txn) {
     what = "of " + std::to_string(xs.size());
     results = rejected;
-    auto& bytes = impl_->scratch_;
     for (size_t i = 0; i < xs.size(); ++i) {
       if (results[i])
         continue;
-      // Encoded inside the transaction, one at a time into one buffer:
-      // holding a batch's worth of encoded copies costs more (allocation,
-      // page faults) than the encoding adds to the writer lock's hold time.
-      if (auto enc = encode_snapshot_into(xs[i], bytes)) {
-        results[i] = std::move(enc);
-        continue;
-      }
-      if (auto rc = impl_->put_one(txn, xs[i], bytes, results[i]);
-          rc != 0) {
+      // Encoded inside the transaction, straight into LMDB's pages: holding
+      // a batch's worth of encoded copies costs more (allocation, page
+      // faults) than the encoding adds to the writer lock's hold time.
+      if (auto rc = impl_->put_one(txn, xs[i], results[i]); rc != 0) {
         // Name the snapshot that failed the transaction.
         what = "of " + std::to_string(xs.size()) + " at "
                + describe(xs[i].key, xs[i].sequence);

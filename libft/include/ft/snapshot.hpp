@@ -104,6 +104,16 @@ caf::expected<byte_buffer> encode_snapshot(const snapshot_envelope& x);
 /// buffer instead of allocating one per snapshot.
 caf::error encode_snapshot_into(const snapshot_envelope& x, byte_buffer& out);
 
+/// The exact size `encode_snapshot` produces for `x` (or why `x` cannot be
+/// encoded), so a caller can reserve the room first (LMDB's `MDB_RESERVE`).
+caf::expected<size_t> encoded_snapshot_size(const snapshot_envelope& x);
+
+/// Encodes `x` straight into `size` bytes at `dst`, which must be exactly
+/// `encoded_snapshot_size(x)` bytes, 8-byte aligned (`corrupt_snapshot`
+/// otherwise). Saves the copy from a buffer into the final place.
+caf::error encode_snapshot_to(const snapshot_envelope& x, void* dst,
+                              size_t size);
+
 /// Decodes bytes from `encode_snapshot`. Reads them in place when `data` is
 /// 8-byte aligned, else from a word-aligned copy, so `data` may come
 /// straight from LMDB. Errors name `what` (e.g. `counter/42 #7`; `snapshot`
