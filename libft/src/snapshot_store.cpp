@@ -341,13 +341,6 @@ struct snapshot_store::impl {
       return read_only_error(op, what);
     if (!removing)
       return run_write_capped(op, what, body, opts_.max_map_size);
-    // Deleting lowers stored sequences: forget them all (removals are rare).
-    struct forget {
-      impl* self;
-      ~forget() {
-        self->seq_cache_.clear();
-      }
-    } on_return{this};
     auto cap = opts_.max_map_size + removal_headroom();
     auto err = run_write_capped(op, what, body, cap);
     if (!err && (full_ || map_size() > opts_.max_map_size)) {
@@ -391,6 +384,11 @@ struct snapshot_store::impl {
       if (rc == 0)
         rc = g.commit();
       if (rc == 0) {
+        // A committed transaction that stored nothing deleted something
+        // (prune, remove): stored sequences may have dropped, forget them
+        // all (removals are rare).
+        if (staged_.empty())
+          seq_cache_.clear();
         for (auto& kvp : staged_)
           seq_cache_[kvp.first] = kvp.second;
         staged_.clear();

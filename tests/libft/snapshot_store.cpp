@@ -673,6 +673,15 @@ TEST_CASE("snapshot store removes keys and single snapshots",
   CHECK_ERRC(st.remove("r", 4), errc::snapshot_not_found);
   CHECK(value_of(st.latest_sequence("r")) == 0);
   CHECK(listing(st, std::string{"r2"}).size() == 4);
+  // With its snapshots gone, a key's sequence starts over (the store must
+  // not remember the sequences it wrote before the removal).
+  REQUIRE_NO_ERROR(st.write(make_snapshot("r", 1)));
+  CHECK(value_of(st.latest("r")).sequence == 1);
+  // Pruning keeps the newest, so older sequences stay stale.
+  REQUIRE_NO_ERROR(st.write(make_snapshot("r2", 5)));
+  REQUIRE_OK(st.prune("r2", 1));
+  CHECK_ERRC(st.write(make_snapshot("r2", 4)), errc::stale_sequence);
+  REQUIRE_NO_ERROR(st.write(make_snapshot("r2", 6)));
 }
 
 // -- growth and limits --------------------------------------------------------
