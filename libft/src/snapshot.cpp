@@ -452,11 +452,15 @@ caf::expected<size_t> message_words(const snapshot_envelope& x) {
 /// the message did not fit in that one segment; then `spill` (if given)
 /// receives it as a flat array. May throw `kj::Exception`.
 size_t build_in_place(const snapshot_envelope& x, uint8_t* out, size_t words,
-                      kj::Array<capnp::word>* spill) {
+                      kj::Array<capnp::word>* spill,
+                      const uint8_t** payload_at = nullptr) {
   auto first = kj::ArrayPtr<capnp::word>{
     reinterpret_cast<capnp::word*>(out + segment_table_bytes), words};
   buffer_message_builder msg{first};
-  fill(msg.initRoot<schema::SnapshotEnvelope>(), x, snapshot_checksum(x));
+  auto root = msg.initRoot<schema::SnapshotEnvelope>();
+  fill(root, x, snapshot_checksum(x));
+  if (payload_at != nullptr)
+    *payload_at = root.asReader().getPayload().begin();
   if (msg.in_first_segment()) {
     auto used = msg.getSegmentsForOutput()[0].size();
     write_le32(out, 0); // segment count - 1
@@ -520,6 +524,19 @@ caf::error encode_snapshot_to(const snapshot_envelope& x, void* dst,
                         + " in place: the destination is not "
                           "encoded_snapshot_size() word-aligned bytes");
   try {
+    // Cap'n Proto wants fresh segments zeroed. The payload is set last, so
+    // it fills the segment's last words and overwrites them: zero all but
+    // those (and their final word, which may hold padding) — for a large
+    // snapshot that halves the bytes touched. A check after the build
+    // falls back to zeroing everything should the layout ever differ.
+    const size_t tail = words_for_bytes(x.payload.size()) * word_bytes;
+    std::memset(out, 0, size - tail);
+    if (tail > 0)
+      std::memset(out + size - word_bytes, 0, word_bytes);
+    const uint8_t* payload_at = nullptr;
+    if (build_in_place(x, out, *words, nullptr, &payload_at) == size
+        && (tail == 0 || payload_at == out + size - tail))
+      return caf::none;
     std::memset(out, 0, size);
     if (build_in_place(x, out, *words, nullptr) == size)
       return caf::none;

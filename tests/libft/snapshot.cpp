@@ -353,6 +353,41 @@ TEST_CASE("encoding is one unpacked segment of the exact size", "[snapshot]") {
       }
 }
 
+TEST_CASE("encoding in place gives the same bytes, whatever was there before",
+          "[snapshot]") {
+  for (size_t n : {size_t{0}, size_t{1}, size_t{7}, size_t{8}, size_t{9},
+                   size_t{255}, size_t{4096}, size_t{65536}}) {
+    CAPTURE(n);
+    byte_buffer payload(n);
+    for (size_t i = 0; i < n; ++i)
+      payload[i] = static_cast<uint8_t>(i * 31 + 7);
+    auto x = sample(payload);
+    x.actor_type = n % 2 == 0 ? "counter" : "";
+    auto expected = ft::encode_snapshot(x);
+    REQUIRE(expected);
+    auto size = ft::encoded_snapshot_size(x);
+    REQUIRE(size);
+    REQUIRE(*size == expected->size());
+    // Word-aligned storage filled with garbage: only what the encoder
+    // zeroes or writes may remain.
+    std::vector<uint64_t> room(*size / 8, 0xABABABABABABABABull);
+    REQUIRE_FALSE(ft::encode_snapshot_to(x, room.data(), *size));
+    auto* bytes = reinterpret_cast<const uint8_t*>(room.data());
+    CHECK(byte_buffer(bytes, bytes + *size) == *expected);
+    auto back = ft::decode_snapshot(room.data(), *size, "in place");
+    REQUIRE(back);
+    CHECK(back->payload == payload);
+  }
+  auto x = sample();
+  auto size = ft::encoded_snapshot_size(x);
+  REQUIRE(size);
+  std::vector<uint64_t> room(*size / 8 + 1);
+  auto* unaligned = reinterpret_cast<uint8_t*>(room.data()) + 1;
+  CHECK(ft::is(ft::encode_snapshot_to(x, unaligned, *size), ft::errc::corrupt_snapshot));
+  CHECK(ft::is(ft::encode_snapshot_to(x, room.data(), *size + 8),
+           ft::errc::corrupt_snapshot));
+}
+
 TEST_CASE("payloads beyond Cap'n Proto's default traversal limit decode",
           "[snapshot]") {
   // The default limit is 64 MiB of traversal per message: the decoder must

@@ -195,26 +195,40 @@ void bench_store_vs_raw(size_t size, ft::durability mode, size_t total) {
   auto encoded = ft::encode_snapshot(envelope("bench/key", 1, payload));
   if (!encoded)
     die(ft::render(encoded.error()));
-  // Alternate and keep the best of three rounds each: the disk and the
-  // machine are shared, so single runs are noisy.
+  // Keep the best of four rounds each: the disk and the machine are
+  // shared, so single runs are noisy.
   double best_store = 0;
   double best_raw = 0;
   double best_bare = 0;
-  for (int round = 0; round < 3; ++round) {
-    {
-      scratch_dir dir{"raw"};
-      best_raw = std::max(best_raw,
-                          raw_lmdb_rate(dir.path, *encoded, nosync, total, 1));
+  // Each run starts with the page cache flushed (`sync`, not timed): a
+  // nosync run leaves its pages dirty, and their writeback would otherwise
+  // slow down whichever run comes next.
+  auto run_raw = [&] {
+    ::sync();
+    scratch_dir dir{"raw"};
+    best_raw = std::max(best_raw,
+                        raw_lmdb_rate(dir.path, *encoded, nosync, total, 1));
+  };
+  auto run_store = [&] {
+    ::sync();
+    scratch_dir dir{"store"};
+    best_store = std::max(best_store,
+                          store_rate(dir.path, payload, mode, total));
+  };
+  // The order alternates as well, so what remains of that effect does not
+  // always hit one side.
+  for (int round = 0; round < 4; ++round) {
+    if (round % 2 == 0) {
+      run_raw();
+      run_store();
+    } else {
+      run_store();
+      run_raw();
     }
-    {
+    if (round == 0) {
+      ::sync();
       scratch_dir dir{"bare"};
-      best_bare = std::max(best_bare,
-                           raw_lmdb_rate(dir.path, payload, nosync, total, 1));
-    }
-    {
-      scratch_dir dir{"store"};
-      best_store = std::max(best_store,
-                            store_rate(dir.path, payload, mode, total));
+      best_bare = raw_lmdb_rate(dir.path, payload, nosync, total, 1);
     }
   }
   auto ratio = best_store / best_raw;
