@@ -12,6 +12,7 @@
 #include "ft/deadline_request.hpp"
 #include "ft/error.hpp"
 #include "ft/events.hpp"
+#include "ft/failure_detector.hpp"
 #include "ft/fault_handler.hpp"
 #include "ft/fwd.hpp"
 #include "ft/recovery.hpp"

@@ -6,6 +6,7 @@ namespace ft {
 
 class breaker;
 class deadline;
+class failure_detector;
 class fault_handler;
 class restart_delay_state;
 class restart_window;
@@ -20,6 +21,7 @@ struct breaker_transition;
 struct child_counts;
 struct child_info;
 struct child_spec;
+struct failure_detector_config;
 struct restart_delay;
 struct retry_policy;
 struct shutdown_spec;
@@ -33,6 +35,7 @@ enum class backoff_kind : unsigned char;
 enum class breaker_state : unsigned char;
 enum class child_state : unsigned char;
 enum class child_type : unsigned char;
+enum class detector_kind : unsigned char;
 enum class directive : unsigned char;
 enum class errc : unsigned char;
 enum class event_kind : unsigned char;
