@@ -41,13 +41,15 @@ inline double round_to(double x, int digits) {
 
 /// The standard result object, keys in the documented order:
 /// `{"bench","unit","value","baseline","baseline_value","ratio","goal",
-/// "met"}`. `ratio` is value / baseline_value (null without a baseline);
-/// `met` is the caller's verdict against `goal` (null goal: none set).
-/// Callers add extra fields (e.g. "size", "note") before `emit`.
+/// "met"}`. `ratio` is value / baseline_value (null without a baseline or
+/// when it is 0); `met` is the caller's verdict against `goal`, both null
+/// when no goal is set. Callers add extra fields (e.g. "size", "note")
+/// before `emit`.
 inline json result_line(const std::string& bench, const std::string& unit,
                         double value, const std::string& baseline,
                         double baseline_value, std::optional<double> goal,
-                        bool met, int digits = 3) {
+                        std::optional<bool> met, int digits = 3,
+                        int ratio_digits = 3) {
   json line;
   line["bench"] = bench;
   line["unit"] = unit;
@@ -58,9 +60,9 @@ inline json result_line(const std::string& bench, const std::string& unit,
                                                             digits));
   line["ratio"] = baseline.empty() || baseline_value == 0
                     ? json(nullptr)
-                    : json(round_to(value / baseline_value, 3));
+                    : json(round_to(value / baseline_value, ratio_digits));
   line["goal"] = goal ? json(*goal) : json(nullptr);
-  line["met"] = met;
+  line["met"] = met ? json(*met) : json(nullptr);
   return line;
 }
 

@@ -444,18 +444,12 @@ void bench_guard_overhead(caf::actor_system& sys) {
     stop(x);
   double base = direct.median();
   double value = guarded.median();
-  json line;
-  line["bench"] = "breaker.guard_overhead";
-  line["unit"] = "1/s";
-  line["value"] = ft::bench::round_to(value, 0);
-  line["baseline"] = "caf.request_response";
-  line["baseline_value"] = ft::bench::round_to(base, 0);
-  line["ratio"] = ft::bench::round_to(ratio(value, base), 3);
   // The issue sets no goal for this benchmark ("report the ratio"). A made-up
   // threshold (or goal 0 with met true) would read as a pass; null says
   // "nothing to meet" and keeps the line's shape.
-  line["goal"] = nullptr;
-  line["met"] = nullptr;
+  auto line = ft::bench::result_line("breaker.guard_overhead", "1/s", value,
+                                     "caf.request_response", base,
+                                     std::nullopt, std::nullopt, 0);
   line["note"] = "no goal: report the ratio";
   line["window"] = pipeline_window;
   line["n"] = pipelined_count;
@@ -593,15 +587,10 @@ void bench_reject_rate(caf::actor_system& sys) {
   double value = ft::bench::median(pure_open);
   double base = ft::bench::median(noop);
   double direct_v = direct.median();
-  json line;
-  line["bench"] = "breaker.reject_rate";
-  line["unit"] = "1/s";
-  line["value"] = ft::bench::round_to(value, 0);
-  line["baseline"] = "loop.noop_call";
-  line["baseline_value"] = ft::bench::round_to(base, 0);
-  line["ratio"] = ft::bench::round_to(ratio(value, base), 4);
-  line["goal"] = reject_goal;
-  line["met"] = pure_err.empty() && value >= reject_goal;
+  auto line = ft::bench::result_line(
+    "breaker.reject_rate", "1/s", value, "loop.noop_call", base,
+    static_cast<double>(reject_goal),
+    pure_err.empty() && value >= reject_goal, 0, 4);
   line["rounds"] = rounds;
   line["method"] = "pure ft::breaker tripped open by failure_threshold "
                    "failures; try_acquire(fixed now) in a tight loop on one "
@@ -745,15 +734,9 @@ void bench_decorator_overhead(caf::actor_system& sys) {
   double base = direct.median();
   double value = decorated.median();
   double rat = ratio(value, base);
-  json line;
-  line["bench"] = "breaker.decorator_overhead";
-  line["unit"] = "1/s";
-  line["value"] = ft::bench::round_to(value, 0);
-  line["baseline"] = "caf.request_response";
-  line["baseline_value"] = ft::bench::round_to(base, 0);
-  line["ratio"] = ft::bench::round_to(rat, 3);
-  line["goal"] = decorator_goal;
-  line["met"] = errors.empty() && rat >= decorator_goal;
+  auto line = ft::bench::result_line(
+    "breaker.decorator_overhead", "1/s", value, "caf.request_response", base,
+    decorator_goal, errors.empty() && rat >= decorator_goal, 0);
   line["window"] = pipeline_window;
   line["n"] = pipelined_count;
   line["rounds"] = decorator_rounds;

@@ -781,9 +781,6 @@ void bench_restart_cycle() {
   progress("restart_cycle: " + std::to_string(cycle_rounds) + " rounds of "
            + std::to_string(cycle_count) + " cycles per mode");
   auto r = spawn_phase("cycle");
-  json line;
-  line["bench"] = "supervision.restart_cycle";
-  line["unit"] = "1/s";
   auto rates = [&](const char* mode) {
     std::vector<double> xs;
     if (r.contains(mode))
@@ -795,12 +792,9 @@ void bench_restart_cycle() {
   double base = ft::bench::median(caf_rates);
   double value = ft::bench::median(rates("ft_direct"));
   double ratio = base > 0 ? value / base : 0;
-  line["value"] = ft::bench::round_to(value, 0);
-  line["baseline"] = "caf.spawn_monitor_cycle";
-  line["baseline_value"] = ft::bench::round_to(base, 0);
-  line["ratio"] = ft::bench::round_to(ratio, 3);
-  line["goal"] = 0.8;
-  line["met"] = ratio >= 0.8 && value > 0;
+  auto line = ft::bench::result_line("supervision.restart_cycle", "1/s",
+                                     value, "caf.spawn_monitor_cycle", base,
+                                     0.8, ratio >= 0.8 && value > 0, 0);
   if (r.contains("ft_direct")) {
     auto& e = r["ft_direct"];
     line["p50_us"] = ft::bench::round_to(e.value("p50_us", 0.0), 2);
@@ -873,15 +867,9 @@ void bench_memory_per_child() {
   double sup_per = per(sup);
   double value = sup_per - bare_per;
   auto err = error_of(bare, sup);
-  json line;
-  line["bench"] = "supervision.memory_per_child";
-  line["unit"] = "bytes";
-  line["value"] = ft::bench::round_to(value, 1);
-  line["baseline"] = "caf.actor";
-  line["baseline_value"] = ft::bench::round_to(bare_per, 1);
-  line["ratio"] = ft::bench::round_to(bare_per > 0 ? value / bare_per : 0, 3);
-  line["goal"] = 1024;
-  line["met"] = err.empty() && value <= 1024;
+  auto line = ft::bench::result_line("supervision.memory_per_child", "bytes",
+                                     value, "caf.actor", bare_per, 1024,
+                                     err.empty() && value <= 1024, 1);
   line["n"] = mem_children;
   line["supervised_bytes_per_child"] = ft::bench::round_to(sup_per, 1);
   line["start_child_per_s"] = ft::bench::round_to(
@@ -902,15 +890,10 @@ void bench_spawn_1m() {
   auto err = error_of(bare, sup);
   double value = sup.value("fill_s", 0.0);
   double base = bare.value("fill_s", 0.0);
-  json line;
-  line["bench"] = "supervision.spawn_1m";
-  line["unit"] = "s";
-  line["value"] = ft::bench::round_to(value, 3);
-  line["baseline"] = "caf.spawn_1m";
-  line["baseline_value"] = ft::bench::round_to(base, 3);
-  line["ratio"] = ft::bench::round_to(base > 0 ? value / base : 0, 3);
-  line["goal"] = 10;
-  line["met"] = err.empty() && value > 0 && value < 10;
+  auto line = ft::bench::result_line("supervision.spawn_1m", "s", value,
+                                     "caf.spawn_1m", base, 10,
+                                     err.empty() && value > 0 && value < 10,
+                                     3);
   line["n"] = spawn_children;
   line["shape"] = spawn_subs == 1
                     ? std::string{"one simple_one_for_one supervisor"}
