@@ -1,5 +1,5 @@
-// The built-in event subscriber: one line per supervisor, breaker or
-// recovery event.
+// The built-in event subscriber: one line per supervisor, breaker,
+// recovery or watchdog event.
 
 #include <iostream>
 
@@ -8,6 +8,7 @@
 #include "ft/breaker_guard.hpp"
 #include "ft/recovery.hpp"
 #include "ft/supervisor.hpp"
+#include "ft/watchdog.hpp"
 
 namespace ft {
 
@@ -25,6 +26,7 @@ caf::actor spawn_event_logger(caf::actor_system& sys, std::ostream& out) {
       [print](const supervisor_event& ev) { print(to_string(ev)); },
       [print](const breaker_event& ev) { print(to_string(ev)); },
       [print](const recovery_event& ev) { print(to_string(ev)); },
+      [print](const watchdog_event& ev) { print(to_string(ev)); },
     };
   });
 }

@@ -4,6 +4,7 @@
 
 #include "ft/checkpoint.hpp"
 
+#include "fault_tolerance_yaml.hpp"
 #include "yaml_reader.hpp"
 
 #include <optional>
@@ -145,6 +146,28 @@ caf::error read_fields(const detail::yaml_reader& in,
 
 } // namespace
 
+caf::error detail::read_fault_tolerance(const YAML::Node& section,
+                                        const std::string& source,
+                                        fault_tolerance_config& x) {
+  if (section.IsNull())
+    return caf::none;
+  detail::yaml_reader in{section, source, errc::invalid_config};
+  if (!section.IsMap())
+    return in.fail(section, "fault_tolerance", "must be a mapping");
+  if (auto err = in.check_known(
+        {"strategy", "checkpoint_interval", "checkpoint_every",
+         "max_recovery_attempts", "checkpoint_dir", "dedupe_window",
+         "reply_after_checkpoint", "checkpoint_on_stop"}))
+    return err;
+  if (auto err = read_fields(in, x))
+    return err;
+  // A rule between two fields (reply_after_checkpoint needs
+  // checkpoint_every = 1) points at the line of the field it names.
+  if (auto err = validate(x))
+    return in.locate(err, "checkpoint_every");
+  return caf::none;
+}
+
 caf::expected<fault_tolerance_config>
 fault_tolerance_from_yaml(const std::string& text, const std::string& source) {
   auto loaded = detail::load_mapping(text, source, errc::invalid_config,
@@ -159,24 +182,8 @@ fault_tolerance_from_yaml(const std::string& text, const std::string& source) {
     // YAML::Node writes into the document instead of rebinding.)
     bool nested = doc.IsMap() && doc["fault_tolerance"];
     const YAML::Node root = nested ? doc["fault_tolerance"] : doc;
-    if (nested && !root.IsNull() && !root.IsMap()) {
-      detail::yaml_reader top{doc, source, errc::invalid_config};
-      return top.fail(root, "fault_tolerance", "must be a mapping");
-    }
-    if (root.IsNull())
-      return result;
-    detail::yaml_reader in{root, source, errc::invalid_config};
-    if (auto err = in.check_known(
-          {"strategy", "checkpoint_interval", "checkpoint_every",
-           "max_recovery_attempts", "checkpoint_dir", "dedupe_window",
-           "reply_after_checkpoint", "checkpoint_on_stop"}))
+    if (auto err = detail::read_fault_tolerance(root, source, result))
       return err;
-    if (auto err = read_fields(in, result))
-      return err;
-    // A rule between two fields (reply_after_checkpoint needs
-    // checkpoint_every = 1) points at the line of the field it names.
-    if (auto err = validate(result))
-      return in.locate(err, "checkpoint_every");
   } catch (const YAML::Exception& ex) {
     return detail::yaml_error(ex, source, errc::invalid_config);
   }

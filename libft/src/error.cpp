@@ -54,6 +54,20 @@ const char* to_string(errc x) noexcept {
     case errc::store_error: return "store_error";
     case errc::restore_failed: return "restore_failed";
     case errc::duplicate_message: return "duplicate_message";
+    case errc::placement_failed: return "placement_failed";
+    case errc::unknown_entity_type: return "unknown_entity_type";
+    case errc::unknown_entity: return "unknown_entity";
+    case errc::entity_exists: return "entity_exists";
+    case errc::entity_unavailable: return "entity_unavailable";
+    case errc::node_unreachable: return "node_unreachable";
+    case errc::auth_failed: return "auth_failed";
+    case errc::duplicate_node_name: return "duplicate_node_name";
+    case errc::node_down: return "node_down";
+    case errc::replication_failed: return "replication_failed";
+    case errc::join_failed: return "join_failed";
+    case errc::stale_epoch: return "stale_epoch";
+    case errc::watchdog_timeout: return "watchdog_timeout";
+    case errc::invalid_argument: return "invalid_argument";
   }
   return "unknown_ft_error";
 }

@@ -16,7 +16,7 @@ using Catch::Matchers::StartsWith;
 namespace {
 
 constexpr auto first_errc = static_cast<uint8_t>(ft::errc::none);
-constexpr auto last_errc = static_cast<uint8_t>(ft::errc::duplicate_message);
+constexpr auto last_errc = static_cast<uint8_t>(ft::errc::invalid_argument);
 
 } // namespace
 

@@ -5,11 +5,15 @@
 //   ftctl snapshot rm     --dir DIR KEY [--seq N]
 //   ftctl snapshot verify --dir DIR [--format table|json]
 //
+//   ftctl nodes                          (cluster commands: cluster.cpp)
+//   ftctl entity ls | spawn | ask | where | migrate
+//
 // Exit codes: 0 ok; 1 usage or runtime error (the message names the cause);
-// 2 `verify` found bad records; 3 the key or snapshot does not exist.
+// 2 `verify` found bad records; 3 the key, snapshot or entity does not exist.
 
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <iomanip>
 #include <iostream>
 #include <map>
@@ -23,6 +27,36 @@
 
 #include "ft/error.hpp"
 #include "ft/snapshot_store.hpp"
+
+namespace ftctl {
+
+/// Prints rows as aligned columns under a header.
+void print_table(const std::vector<std::string>& header,
+                 const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width(header.size());
+  for (size_t i = 0; i < header.size(); ++i)
+    width[i] = header[i].size();
+  for (auto& row : rows)
+    for (size_t i = 0; i < row.size(); ++i)
+      width[i] = std::max(width[i], row[i].size());
+  auto print_row = [&](const std::vector<std::string>& row) {
+    for (size_t i = 0; i < row.size(); ++i) {
+      std::cout << row[i];
+      if (i + 1 < row.size())
+        std::cout << std::string(width[i] - row[i].size() + 2, ' ');
+    }
+    std::cout << '\n';
+  };
+  print_row(header);
+  for (auto& row : rows)
+    print_row(row);
+}
+
+/// `nodes` and `entity ...` (cluster.cpp); the returned function runs the
+/// selected one, or returns -1 when the command line chose none of them.
+std::function<int()> add_cluster_commands(CLI::App& app);
+
+} // namespace ftctl
 
 namespace {
 
@@ -73,27 +107,7 @@ std::string hex32(uint32_t x) {
   return buf;
 }
 
-/// Prints rows as aligned columns under a header.
-void print_table(const std::vector<std::string>& header,
-                 const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> width(header.size());
-  for (size_t i = 0; i < header.size(); ++i)
-    width[i] = header[i].size();
-  for (auto& row : rows)
-    for (size_t i = 0; i < row.size(); ++i)
-      width[i] = std::max(width[i], row[i].size());
-  auto print_row = [&](const std::vector<std::string>& row) {
-    for (size_t i = 0; i < row.size(); ++i) {
-      std::cout << row[i];
-      if (i + 1 < row.size())
-        std::cout << std::string(width[i] - row[i].size() + 2, ' ');
-    }
-    std::cout << '\n';
-  };
-  print_row(header);
-  for (auto& row : rows)
-    print_row(row);
-}
+using ftctl::print_table;
 
 int fail(const caf::error& err) {
   std::cerr << "ftctl: error: " << ft::render(err) << '\n';
@@ -308,6 +322,8 @@ int main(int argc, char** argv) {
   add_dir(verify);
   add_format(verify);
 
+  auto run_cluster_command = ftctl::add_cluster_commands(app);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -324,5 +340,7 @@ int main(int argc, char** argv) {
     return snapshot_rm(dir, key, seq);
   if (*verify)
     return snapshot_verify(dir, as_json);
+  if (auto rc = run_cluster_command(); rc >= 0)
+    return rc;
   return exit_error;
 }

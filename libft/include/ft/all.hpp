@@ -25,3 +25,4 @@
 #include "ft/snapshot_store.hpp"
 #include "ft/snapshot_writer.hpp"
 #include "ft/supervisor.hpp"
+#include "ft/watchdog.hpp"

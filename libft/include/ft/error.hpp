@@ -100,6 +100,38 @@ enum class errc : uint8_t {
   /// A message carrying an id the actor already applied (its dedupe window,
   /// stored with its snapshot, remembers it): it was not applied again.
   duplicate_message,
+  // -- cluster ------------------------------------------------------------------
+  /// No node satisfies a placement request (the context says which rule).
+  placement_failed,
+  /// A spawn names an entity type this node did not register.
+  unknown_entity_type,
+  /// No entity has this key.
+  unknown_entity,
+  /// An entity with this key exists already.
+  entity_exists,
+  /// The entity cannot take messages right now (its home is failing over,
+  /// it is migrating, or its node lost its lease); retry shortly.
+  entity_unavailable,
+  /// A node could not be reached (the context names its address).
+  node_unreachable,
+  /// A node presented the wrong cluster secret (or none).
+  auth_failed,
+  /// A node with this name is already a member.
+  duplicate_node_name,
+  /// The cluster declared this node down: it must stop its entities and
+  /// rejoin as a new incarnation.
+  node_down,
+  /// Fewer replicas than `min_acks` acknowledged a snapshot.
+  replication_failed,
+  /// Joining the cluster failed (no seed answered within join_timeout).
+  join_failed,
+  /// A message or snapshot from an older ownership epoch of an entity.
+  stale_epoch,
+  /// A watchdog found an actor stale, stuck or a zombie (context says which).
+  watchdog_timeout,
+  /// A message an actor cannot take: an unknown command or bad arguments
+  /// (the context names which).
+  invalid_argument,
 };
 
 /// Returns the OTP-style name of `x`, e.g. `"already_present"`.

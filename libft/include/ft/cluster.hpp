@@ -1,0 +1,178 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/atom.hpp>
+#include <caf/behavior.hpp>
+#include <caf/expected.hpp>
+#include <caf/fwd.hpp>
+
+#include "ft/checkpoint.hpp"
+#include "ft/child_spec.hpp"
+#include "ft/membership.hpp"
+#include "ft/node_config.hpp"
+#include "ft/placement.hpp"
+
+/// Cluster-wide named actors ("entities") and the node that hosts them: an
+/// entity has a type and a key, lives on one node at a time (its home),
+/// is supervised and checkpointed there, and is reached by key from any
+/// node. When its home dies the entity resumes on a surviving node from the
+/// newest replicated snapshot (Akka Cluster Sharding with remembered
+/// entities, Orleans' virtual actors — on CAF's messaging).
+
+namespace ft {
+
+// -- entity protocol ----------------------------------------------------------
+
+/// The text protocol every stock entity speaks, so operators (ftctl, HTTP)
+/// can talk to entities they have no C++ types for:
+/// `(std::string command, std::vector<std::string> args) -> std::string`
+/// where the answer is a JSON value (e.g. `42`, `"x"`, `null`). Entities may
+/// accept any other (announced) message types too.
+using text_args = std::vector<std::string>;
+
+// -- entity types -------------------------------------------------------------
+
+/// Named, checkpointable entity types a node can host (like CAF's
+/// `add_actor_type`): every node of a cluster registers the same types.
+class entity_types {
+public:
+  /// Builds the child spec that runs one entity under the node's entity
+  /// supervisor.
+  using spec_factory = std::function<child_spec(checkpoint_options opts)>;
+
+  /// Registers `name` with state `State` (serialised by `state_codec<State>`)
+  /// and a behaviour factory called as `caf::behavior(checkpointed<State>&)`.
+  template <class State, class F>
+  entity_types& add(std::string name, F make, upgrade_fn upgrade = {}) {
+    auto factory = [make, upgrade](checkpoint_options opts) {
+      if (upgrade)
+        opts.upgrade = upgrade;
+      auto id = opts.key;
+      return checkpointed_worker<State>(std::move(id), std::move(opts), make);
+    };
+    factories_[std::move(name)] = std::move(factory);
+    return *this;
+  }
+
+  bool contains(const std::string& name) const {
+    return factories_.count(name) != 0;
+  }
+
+  const spec_factory* find(const std::string& name) const {
+    auto i = factories_.find(name);
+    return i == factories_.end() ? nullptr : &i->second;
+  }
+
+  std::vector<std::string> names() const;
+
+private:
+  std::map<std::string, spec_factory> factories_;
+};
+
+/// The stock types `ft-node` registers: `counter` (`add N` → new value,
+/// `get` → value) and `kv` (`put K V` → null, `get K` → value or null,
+/// `delete K` → whether it existed, `keys` → array).
+void add_stock_entity_types(entity_types& types);
+
+// -- messages to a node's router (any node; it finds the entity's home) -------
+
+/// `(entity_spawn_atom, std::string type, std::string key,
+///   placement_request) -> entity_record` (after the entity started).
+using entity_spawn_atom = caf::atom_constant<caf::atom("ftenspawn")>;
+
+/// `(entity_ask_atom, std::string key, caf::message msg) -> reply of the
+/// entity`. Messages sent while the entity moves or fails over wait and are
+/// delivered to its next home. Each message carries an id so that a resend
+/// after a failover is not applied twice (`duplicate_message`).
+using entity_ask_atom = caf::atom_constant<caf::atom("ftenask")>;
+
+/// `(entity_where_atom, std::string key) -> entity_record`.
+using entity_where_atom = caf::atom_constant<caf::atom("ftenwhere")>;
+
+/// `(entity_list_atom) -> std::vector<entity_record>`.
+using entity_list_atom = caf::atom_constant<caf::atom("ftenlist")>;
+
+/// `(entity_migrate_atom, std::string key, std::string to) -> entity_record`
+/// (after the entity answers on its new home).
+using entity_migrate_atom = caf::atom_constant<caf::atom("ftenmove")>;
+
+// -- the node -----------------------------------------------------------------
+
+/// What a running node reports about itself (also `GET /api/status`).
+struct node_status {
+  std::string name;
+  member_status state = member_status::joining;
+  uint64_t incarnation = 0;
+  std::string leader;
+  size_t members = 0;
+  size_t entities = 0;
+  uint64_t restarts = 0;
+  bool lease = false;
+  uint16_t port = 0;
+  uint16_t http_port = 0;
+};
+
+/// One peer as a node sees it (`GET /api/nodes`).
+struct node_view_entry {
+  member info;
+  size_t entities = 0;
+  /// Milliseconds since its last heartbeat arrived (-1 for the node itself
+  /// or before the first).
+  int64_t last_heartbeat_ms = -1;
+  double phi = 0;
+};
+
+/// A node: actor system, middleman, snapshot writer, entity supervisor,
+/// cluster agent, router, replicator and HTTP endpoint. `start` returns once
+/// the node joined (or founded) the cluster.
+class node {
+public:
+  class impl;
+
+  ~node();
+
+  /// Starts a node in this process. Errors: `invalid_config`, the store's
+  /// errors, `join_failed` / `auth_failed` / `duplicate_node_name` naming
+  /// the seed, a port in use (naming it).
+  static caf::expected<std::unique_ptr<node>>
+  start(node_config cfg, entity_types types,
+        std::function<void(caf::actor_system_config&)> customize = {});
+
+  /// Leaves the cluster gracefully (entities checkpoint and stop; the
+  /// others take them over) and shuts down.
+  void stop();
+
+  node_status status() const;
+
+  std::vector<node_view_entry> view() const;
+
+  /// The router: send it the `entity_*` messages above.
+  caf::actor router() const;
+
+  caf::actor_system& system();
+
+  uint16_t port() const;
+
+  uint16_t http_port() const;
+
+private:
+  explicit node(std::unique_ptr<impl> ptr);
+  std::unique_ptr<impl> impl_;
+};
+
+/// `ft-node`'s whole `main`: parses the command line, starts the node,
+/// writes the ready file, runs until SIGINT/SIGTERM and leaves gracefully.
+/// Returns the process's exit code (1 with a message on stderr for bad
+/// input).
+int node_main(int argc, char** argv, entity_types types,
+              std::function<void(caf::actor_system_config&)> customize = {});
+
+} // namespace ft
