@@ -17,6 +17,7 @@
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/openssl/manager.hpp>
 
 #include "cluster_protocol.hpp"
 #include "ft/error.hpp"
@@ -275,7 +276,11 @@ private:
   /// knows. `join` asks to be admitted (through a seed).
   void greet(const std::string& host, uint16_t port, bool join,
              std::string expected_name) {
-    auto mm = system().middleman().actor_handle();
+    // With TLS configured, the SSL-aware middleman dials (and checks the
+    // peer's certificate against the CA).
+    auto mm = cfg_.tls_cert_file.empty()
+                ? system().middleman().actor_handle()
+                : system().openssl_manager().actor_handle();
     auto addr = host + ":" + std::to_string(port);
     request(mm, std::chrono::seconds(5), caf::connect_atom::value, host, port)
       .then(

@@ -16,6 +16,7 @@
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
+#include <caf/openssl/all.hpp>
 
 #include <httplib.h>
 #include <nlohmann/json.hpp>
@@ -151,6 +152,16 @@ public:
     if (auto err = make_dirs(snap_dir))
       return err;
     sys_cfg_.load<caf::io::middleman>();
+    bool tls = !cfg.tls_cert_file.empty();
+    if (tls) {
+      // All three are set (validated): every connection between nodes is
+      // TLS with certificates checked against the CA, so a node without a
+      // certificate from that CA cannot even connect.
+      sys_cfg_.load<caf::openssl::manager>();
+      sys_cfg_.openssl_certificate = cfg.tls_cert_file;
+      sys_cfg_.openssl_key = cfg.tls_key_file;
+      sys_cfg_.openssl_cafile = cfg.tls_ca_file;
+    }
     detail::add_cluster_types(sys_cfg_);
     sys_cfg_.set("logger.verbosity", caf::atom("quiet"));
     // CAF's work-stealing workers poll for ~25 ms after every wake-up; with
@@ -202,8 +213,10 @@ public:
     // SO_REUSEADDR: a restarted node takes its port back although the
     // connections of its previous incarnation linger in TIME_WAIT (Linux
     // still refuses a second listener, so a port in use is still found).
-    auto port = sys.middleman().publish(agent_, cfg.port, cfg.host.c_str(),
-                                        true);
+    auto port = tls ? caf::openssl::publish(agent_, cfg.port,
+                                            cfg.host.c_str(), true)
+                    : sys.middleman().publish(agent_, cfg.port,
+                                              cfg.host.c_str(), true);
     if (!port)
       return make_error(errc::invalid_config,
                         "cannot listen on cluster port " + cfg.host + ":"

@@ -398,3 +398,43 @@ TEST_CASE("bad input gets a clear error, never a crash", "[cluster]") {
   CHECK(c.wait_up(c[0], 2, 5s));
   CHECK(c.wait_up(c[1], 2, 5s));
 }
+
+TEST_CASE("with certificates configured, nodes talk TLS and a node without "
+          "one cannot join",
+          "[cluster]") {
+  ft_test::temp_dir certs{"ft-tls"};
+  auto sh = [&](const std::string& cmd) {
+    auto res = ft_test::run({"/bin/sh", "-c", "cd '" + certs.str() + "' && "
+                                                + cmd},
+                            60s);
+    INFO(res.output());
+    REQUIRE(res.rc == 0);
+  };
+  // A throwaway CA and one certificate it signed, shared by the nodes.
+  sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem "
+     "-days 2 -subj /CN=ft-test-ca");
+  sh("openssl req -newkey rsa:2048 -nodes -keyout node.key -out node.csr "
+     "-subj /CN=127.0.0.1");
+  sh("openssl x509 -req -in node.csr -CA ca.pem -CAkey ca.key "
+     "-CAcreateserial -out node.pem -days 2");
+  ft_test::write_file(certs / "tls.yaml", "tls:\n"
+                                          "  cert_file: node.pem\n"
+                                          "  key_file: node.key\n"
+                                          "  ca_file: ca.pem\n");
+  test_cluster c{2, {(certs / "tls.yaml").string()}};
+  c.spawn("counter", "t1", "n2");
+  CHECK(result_of(c.ask(c[0], "t1", "add", {"2"})) == 2);
+  // A node speaking plain CAF to a TLS port fails its handshake.
+  test_node plain;
+  plain.name = "plain";
+  auto ports = ft_test::free_ports(2);
+  plain.port = ports[0];
+  plain.http_port = ports[1];
+  auto args = c.argv(plain);
+  args.resize(args.size() - 1); // without the TLS config
+  args.push_back("--join-timeout");
+  args.push_back("2s");
+  auto res = ft_test::run(args, 20s);
+  CHECK(res.rc == 1);
+  CHECK_THAT(res.output(), Catch::Contains("join_failed"));
+}
