@@ -65,24 +65,51 @@ public:
 
   caf::behavior make_behavior() override {
     set_down_handler([this](caf::down_msg& dm) { on_down(dm); });
+    // Entity restarts by the supervisor give the entity a new handle.
+    send(sup_, subscribe_atom::value, caf::actor_cast<caf::actor>(this),
+         mask_of({event_kind::child_restarted}));
     return {
       // -- set-up (from the node) --
+      [this](supervisor_event& ev) {
+        if (!local_sender() || ev.kind != event_kind::child_restarted)
+          return;
+        auto i = local_.find(ev.child);
+        if (i == local_.end() || !ev.actor)
+          return;
+        i->second = ev.actor;
+        send(router_, local_entity_atom::value, ev.child, ev.actor);
+      },
       [this](ports_atom, uint16_t port, uint16_t http_port) {
+        if (!local_sender())
+          return;
         self_.port = port;
         self_.http_port = http_port;
       },
       [this](unstart_atom, const std::string& key, uint64_t epoch) {
-        start_requested_.erase(std::make_pair(key, epoch));
+        if (local_sender())
+          start_requested_.erase(std::make_pair(key, epoch));
       },
       [this](join_atom) -> caf::result<bool> {
+        if (!local_sender())
+          return refused();
         join_rp_ = make_response_promise();
         join_deadline_ = clock().now() + cfg_.join_timeout;
         start_join();
         return join_rp_;
       },
-      [this](join_try_atom) { try_join_round(); },
-      [this](leave_atom) -> caf::result<bool> { return leave(); },
-      [this](tick_atom) { on_tick(); },
+      [this](join_try_atom) {
+        if (local_sender())
+          try_join_round();
+      },
+      [this](leave_atom) -> caf::result<bool> {
+        if (!local_sender())
+          return refused();
+        return leave();
+      },
+      [this](tick_atom) {
+        if (local_sender())
+          on_tick();
+      },
       // -- handshake --
       [this](challenge_atom, const std::string& from) -> std::string {
         // Keyed by the nonce: one node may greet us on two paths at once
@@ -104,34 +131,48 @@ public:
       [this](heartbeat_ack_atom, const std::string& from, uint64_t inc,
              int64_t echo_ns) {
         auto p = peers_.find(from);
-        if (p == peers_.end() || p->second.info.incarnation != inc)
+        if (p == peers_.end() || p->second.info.incarnation != inc
+            || !from_peer(from))
           return;
         auto& t = acked_[from];
         t = std::max(t, echo_ns);
+        check_fences();
       },
       [this](you_are_down_atom, uint64_t inc) {
-        if (inc == self_.incarnation)
+        if (inc == self_.incarnation && authorised())
           become_down("a peer reports it");
       },
       [this](directory_atom, std::vector<entity_record>& recs) {
-        if (dir_.merge(recs))
+        if (authorised() && dir_.merge(recs))
           on_directory_changed();
       },
-      [this](directory_sync_atom) { return dir_.records(); },
+      [this](directory_sync_atom) -> caf::result<std::vector<entity_record>> {
+        if (!authorised())
+          return refused();
+        return dir_.records();
+      },
       // -- entity requests (from the router) --
       [this](entity_spawn_atom, std::string& type, std::string& key,
              placement_request& req) -> caf::result<entity_record> {
+        if (!authorised())
+          return refused();
         return on_spawn(type, key, req);
       },
       [this](entity_migrate_atom, std::string& key,
              std::string& to) -> caf::result<entity_record> {
+        if (!authorised())
+          return refused();
         return on_migrate(key, to);
       },
       // -- entity life on this node (from the leader) --
       [this](start_entity_atom, entity_record& rec) -> caf::result<bool> {
+        if (!authorised())
+          return refused();
         return on_start_entity(rec);
       },
       [this](stop_entity_atom, std::string& key) -> caf::result<bool> {
+        if (!authorised())
+          return refused();
         return on_stop_entity(key);
       },
     };
@@ -139,6 +180,41 @@ public:
 
 private:
   using time_point = caf::actor_clock::time_point;
+
+  // -- who may talk to the agent ----------------------------------------------
+
+  /// Sent from this process (the node's own actors).
+  bool local_sender() {
+    auto s = current_sender();
+    return s == nullptr || s->node() == system().node();
+  }
+
+  /// Sent from this process or from a node that proved the secret.
+  bool authorised() {
+    if (local_sender())
+      return true;
+    auto node = current_sender()->node();
+    for (auto& [name, p] : peers_)
+      if (p.agent && p.agent.node() == node)
+        return true;
+    return false;
+  }
+
+  /// Sent by the agent of peer `name` (as greeted).
+  bool from_peer(const std::string& name) {
+    auto p = peers_.find(name);
+    auto s = current_sender();
+    return p != peers_.end() && s != nullptr && p->second.agent
+           && p->second.agent.node() == s->node();
+  }
+
+  caf::error refused() {
+    auto s = current_sender();
+    log("refused a control message from unauthenticated node "
+        + (s ? caf::to_string(s->node()) : std::string{"?"}));
+    return make_error(errc::auth_failed,
+                      "not a member of this cluster: greet first");
+  }
 
   struct peer_track {
     failure_detector fd;
@@ -458,6 +534,14 @@ private:
         if (t != tracks_.end())
           t->second.connection_lost = true;
         log("lost the connection to " + name);
+        // A reset connection to a live node must not cost it its
+        // membership: dial again (a dead one simply does not answer).
+        auto m = view_.find(name);
+        if (m != nullptr && m->alive()) {
+          auto addr = m->host + ":" + std::to_string(m->port);
+          if (connecting_.insert(addr).second)
+            greet(m->host, m->port, false, name);
+        }
         break;
       }
     }
@@ -478,13 +562,8 @@ private:
       log("resumed after a pause of about "
           + render_seconds(now - last_tick_ - interval));
     last_tick_ = now;
-    for (auto& [name, p] : peers_) {
-      auto m = view_.find(name);
-      if (m == nullptr || !m->alive() || m->incarnation != p.info.incarnation)
-        continue;
-      send(p.agent, heartbeat_atom::value, self_.name, self_.incarnation, ns,
-           view_.records(), dir_.max_epoch());
-    }
+    send_heartbeats(ns);
+    check_fences();
     // Local suspicion.
     std::vector<std::string> reachable;
     for (auto& [name, t] : tracks_) {
@@ -507,7 +586,7 @@ private:
     auto alive = view_.alive().size();
     auto until = lease_until(acked_, alive, self_.name, leader_,
                              cfg_.lease.count());
-    if (paused)
+    if (paused || leaving_)
       until = 0;
     sh_->lease_until_ns.store(until);
     bool lease = until > ns;
@@ -516,19 +595,80 @@ private:
       if (!lease)
         log("lease lost: not serving entities until a quorum answers");
     }
-    if (!paused && lease && leader_ && *leader_ == self_.name)
+    // A node still joining has not heard the real leader yet: it must not
+    // crown itself and start declaring others down.
+    auto me = view_.find(self_.name);
+    bool joining = me == nullptr || me->status == member_status::joining;
+    if (!paused && lease && !joining && leader_ && *leader_ == self_.name)
       leader_duties(now);
     connect_unknown_members();
     publish_view();
     delayed_send(this, interval, tick_atom::value);
   }
 
+  void send_heartbeats(int64_t ns) {
+    auto recs = view_.records();
+    for (auto& [name, p] : peers_) {
+      auto m = view_.find(name);
+      if (m == nullptr || !m->alive() || m->incarnation != p.info.incarnation)
+        continue;
+      send(p.agent, heartbeat_atom::value, self_.name, self_.incarnation, ns,
+           recs, dir_.max_epoch());
+    }
+  }
+
+  // -- fencing a node declared down ---------------------------------------------
+
+  /// A node declared down may still believe it holds its lease (a reset
+  /// connection, an asymmetric partition). Its entities are resumed
+  /// elsewhere only once a majority has acknowledged a heartbeat carrying
+  /// the verdict — from then on none of them acknowledges the node, so its
+  /// lease cannot be renewed — and one more `lease` has passed, so the
+  /// lease it had has run out.
+  struct fence {
+    int64_t since = 0;
+    std::optional<int64_t> quorum_at;
+  };
+
+  /// Whether the entities of `name` (incarnation `inc`), declared down, may
+  /// be resumed elsewhere now; starts the fence when it is new.
+  bool fenced(const std::string& name, uint64_t inc) {
+    auto key = std::make_pair(name, inc);
+    auto i = fences_.find(key);
+    if (i == fences_.end()) {
+      fences_.emplace(key, fence{now_ns(), std::nullopt});
+      send_heartbeats(now_ns());
+      check_fences();
+      i = fences_.find(key);
+    }
+    auto& f = i->second;
+    return f.quorum_at && now_ns() >= *f.quorum_at + cfg_.lease.count();
+  }
+
+  void check_fences() {
+    if (fences_.empty())
+      return;
+    auto alive = view_.alive();
+    for (auto& [key, f] : fences_) {
+      if (f.quorum_at)
+        continue;
+      size_t count = 1; // this node knows
+      for (auto& name : alive) {
+        if (name == self_.name || name == key.first)
+          continue;
+        auto a = acked_.find(name);
+        if (a != acked_.end() && a->second >= f.since)
+          ++count;
+      }
+      if (is_quorum(count, alive.size()))
+        f.quorum_at = now_ns();
+    }
+  }
+
   void on_heartbeat(const std::string& from, uint64_t inc, int64_t send_ns,
                     std::vector<member>& view, uint64_t dir_epoch) {
     auto p = peers_.find(from);
-    if (p == peers_.end()
-        || p->second.agent.address()
-             != caf::actor_cast<caf::actor_addr>(current_sender()))
+    if (p == peers_.end() || !from_peer(from))
       return; // Not greeted: unauthenticated.
     auto sender = caf::actor_cast<caf::actor>(current_sender());
     if (auto m = view_.find(from); m != nullptr) {
@@ -582,7 +722,10 @@ private:
       if (name == self_.name || !m.alive())
         continue;
       auto p = peers_.find(name);
-      if (p != peers_.end() && p->second.info.incarnation == m.incarnation)
+      auto t = tracks_.find(name);
+      bool lost = t != tracks_.end() && t->second.connection_lost;
+      if (p != peers_.end() && p->second.info.incarnation == m.incarnation
+          && !lost)
         continue;
       auto addr = m.host + ":" + std::to_string(m.port);
       if (connecting_.count(addr) != 0)
@@ -642,6 +785,7 @@ private:
 
   void leader_duties(time_point now) {
     bool view_changed = false;
+    bool joined_up = false;
     // Admit joiners that answer.
     for (auto& [name, m] : view_.members()) {
       if (m.status != member_status::joining)
@@ -654,8 +798,12 @@ private:
         if (name == self_.name)
           self_.status = member_status::up;
         log("node '" + name + "' is up");
+        if (name != self_.name)
+          joined_up = true;
       }
     }
+    if (joined_up && sh_->config.rebalance_on_join)
+      rebalance();
     // Declare silent members down.
     std::vector<std::pair<std::string, uint64_t>> downs;
     for (auto& [name, m] : view_.members()) {
@@ -672,18 +820,29 @@ private:
     for (auto& [name, inc] : downs) {
       if (view_.set_status(name, inc, member_status::down)) {
         view_changed = true;
+        fences_[std::make_pair(name, inc)] = fence{now_ns(), std::nullopt};
         log("declared node '" + name + "' down (silent for "
             + render_seconds(now - tracks_.at(name).last_heartbeat) + ")");
       }
     }
-    if (view_changed)
+    if (view_changed) {
       on_view_changed();
+      if (!downs.empty()) {
+        // Spread the verdict now: the fence waits for its acknowledgement.
+        send_heartbeats(now_ns());
+      }
+    }
     // Entities whose home is gone go elsewhere; starts get (re)issued.
     std::vector<entity_record> changes;
     for (auto& [key, rec] : dir_.entries()) {
       auto home = view_.find(rec.home);
       bool home_ok = home != nullptr && home->alive()
                      && home->incarnation == rec.home_incarnation;
+      if (!home_ok && home != nullptr
+          && home->incarnation == rec.home_incarnation
+          && home->status == member_status::down
+          && !fenced(rec.home, rec.home_incarnation))
+        continue; // Its old home may still serve it: wait for the fence.
       if (!home_ok) {
         auto next = rec;
         placement_request req;
@@ -715,11 +874,70 @@ private:
         changes.push_back(std::move(next));
       }
     }
+    // A move this leader does not drive (its leader died mid-way) would
+    // stay `migrating` for ever: confirm the entity where it is.
+    for (auto& [key, rec] : dir_.entries()) {
+      if (rec.state != entity_state::migrating || migrations_.count(key) != 0)
+        continue;
+      auto home = view_.find(rec.home);
+      if (home == nullptr || !home->alive()
+          || home->incarnation != rec.home_incarnation)
+        continue; // handled above as a failover
+      auto next = rec;
+      next.state = entity_state::starting;
+      next.epoch = dir_.max_epoch() + 1 + changes.size();
+      log("entity '" + key + "': its migration was abandoned; confirming it "
+          "on '" + rec.home + "'");
+      changes.push_back(std::move(next));
+    }
     if (!changes.empty())
       apply_and_broadcast(changes);
     for (auto& [key, rec] : dir_.entries())
       if (rec.state == entity_state::starting)
         ensure_started(rec);
+  }
+
+  /// Moves entities so every up node hosts within one of the mean (pinned
+  /// entities stay), one migration at a time through this agent's own
+  /// migrate handler, so each move is the same safe sequence as a
+  /// requested one.
+  void rebalance() {
+    if (rebalancing_)
+      return;
+    std::map<std::string, std::string> homes;
+    std::vector<std::string> fixed;
+    for (auto& [key, rec] : dir_.entries()) {
+      if (rec.state != entity_state::active)
+        continue;
+      homes.emplace(key, rec.home);
+      if (!rec.pinned.empty())
+        fixed.push_back(key);
+    }
+    auto moves = plan_rebalance(homes, fixed, candidates());
+    if (moves.empty())
+      return;
+    log("rebalancing: moving " + std::to_string(moves.size())
+        + " entities to even out the load");
+    rebalancing_ = true;
+    next_move(std::make_shared<decltype(moves)>(std::move(moves)), 0);
+  }
+
+  void next_move(
+    std::shared_ptr<std::vector<std::pair<std::string, std::string>>> moves,
+    size_t i) {
+    if (i >= moves->size()) {
+      rebalancing_ = false;
+      return;
+    }
+    auto& [key, to] = (*moves)[i];
+    request(caf::actor_cast<caf::actor>(this), std::chrono::seconds(60),
+            entity_migrate_atom::value, key, to)
+      .then([this, moves, i](entity_record&) { next_move(moves, i + 1); },
+            [this, moves, i](caf::error& err) {
+              log("rebalancing: moving '" + (*moves)[i].first
+                  + "' failed: " + render(err));
+              next_move(moves, i + 1);
+            });
   }
 
   std::vector<placement_candidate> candidates() {
@@ -771,7 +989,8 @@ private:
     request(home_agent, std::chrono::seconds(30), start_entity_atom::value,
             rec)
       .then(
-        [this, rec](bool) {
+        [this, rec, tag](bool) {
+          start_requested_.erase(tag);
           auto cur = dir_.find(rec.key);
           if (cur == nullptr || cur->epoch != rec.epoch)
             return; // Moved on meanwhile.
@@ -891,6 +1110,7 @@ private:
                           + "; retry when it is active");
     auto moving = bump(*cur);
     moving.state = entity_state::migrating;
+    migrations_.insert(key);
     apply_and_broadcast({moving});
     auto rp = make_response_promise<entity_record>();
     caf::actor home_agent = moving.home == self_.name
@@ -900,6 +1120,7 @@ private:
     request(home_agent, std::chrono::seconds(30), stop_entity_atom::value, key)
       .then(
         [this, key, to, rp, started](bool) mutable {
+          migrations_.erase(key);
           auto cur = dir_.find(key);
           auto target = view_.find(to);
           if (cur == nullptr || target == nullptr) {
@@ -918,10 +1139,13 @@ private:
               + render_seconds(clock().now() - started));
         },
         [this, key, rp](caf::error& err) mutable {
+          migrations_.erase(key);
           auto cur = dir_.find(key);
           if (cur != nullptr && cur->state == entity_state::migrating) {
+            // Whether the home stopped it or not is unknown (a timeout):
+            // have the home start or confirm it.
             auto back = bump(*cur);
-            back.state = entity_state::active;
+            back.state = entity_state::starting;
             apply_and_broadcast({back});
           }
           rp.deliver(err);
@@ -947,8 +1171,11 @@ private:
                         "entity '" + rec.key + "' is not placed on this "
                           "incarnation of " + self_.name);
     dir_.merge(rec);
-    if (local_.count(rec.key) != 0)
+    if (auto l = local_.find(rec.key); l != local_.end()) {
+      // Still here (e.g. a move that was abandoned): serve it again.
+      send(router_, local_entity_atom::value, rec.key, l->second);
       return true;
+    }
     auto& waiting = starting_[rec.key];
     auto rp = make_response_promise<bool>();
     waiting.push_back(rp);
@@ -1024,11 +1251,16 @@ private:
                 local_.erase(key);
                 rp.deliver(true);
               },
-              [this, key, rp](caf::error& err) mutable {
+              [this, key, handle, rp](caf::error& err) mutable {
+                // The entity stays here: let the router use it again.
+                send(router_, local_entity_atom::value, key, handle);
                 rp.deliver(err);
               });
         },
-        [rp](caf::error& err) mutable { rp.deliver(err); });
+        [this, key, handle, rp](caf::error& err) mutable {
+          send(router_, local_entity_atom::value, key, handle);
+          rp.deliver(err);
+        });
     return rp;
   }
 
@@ -1147,6 +1379,7 @@ private:
   bool ticking_ = false;
   bool syncing_ = false;
   bool leaving_ = false;
+  bool rebalancing_ = false;
   time_point last_tick_{};
   // Joining.
   caf::response_promise join_rp_;
@@ -1162,6 +1395,9 @@ private:
   std::map<std::string, std::vector<caf::response_promise>> starting_;
   std::map<std::string, std::vector<caf::response_promise>> waiters_;
   std::set<std::pair<std::string, uint64_t>> start_requested_;
+  std::map<std::pair<std::string, uint64_t>, fence> fences_;
+  /// Keys this leader is moving right now.
+  std::set<std::string> migrations_;
   std::map<std::string, int> fail_count_;
 };
 

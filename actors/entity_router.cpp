@@ -74,16 +74,26 @@ public:
       // -- from other routers --
       [this](route_atom, std::string& key,
              caf::message& msg) -> caf::result<caf::message> {
+        if (!local_sender() && !from_peer())
+          return make_error(errc::auth_failed,
+                            "not a member of this cluster");
         return on_route(key, std::move(msg));
       },
       // -- from the agent --
-      [this](caf::actor& agent) { agent_ = std::move(agent); },
+      [this](caf::actor& agent) {
+        if (local_sender())
+          agent_ = std::move(agent);
+      },
       [this](directory_atom, std::vector<entity_record>& recs) {
+        if (!local_sender())
+          return;
         dir_ = entity_directory{};
         dir_.merge(recs);
         wake_all();
       },
       [this](peers_atom, std::vector<peer_info>& peers) {
+        if (!local_sender())
+          return;
         std::set<std::string> gone;
         for (auto& [name, p] : peers_)
           gone.insert(name);
@@ -101,6 +111,8 @@ public:
         wake_all();
       },
       [this](local_entity_atom, std::string& key, caf::actor& handle) {
+        if (!local_sender())
+          return;
         if (handle) {
           local_[key] = std::move(handle);
           blocked_.erase(key);
@@ -110,7 +122,9 @@ public:
         }
         wake_all();
       },
-      [this](block_atom, std::string& key) {
+      [this](block_atom, std::string& key) -> caf::result<bool> {
+        if (!local_sender())
+          return make_error(errc::auth_failed, "local only");
         blocked_.insert(std::move(key));
         return true;
       },
@@ -122,6 +136,23 @@ public:
   }
 
 private:
+  /// Sent from this process (the node's own actors and its HTTP endpoint).
+  bool local_sender() {
+    auto s = current_sender();
+    return s == nullptr || s->node() == system().node();
+  }
+
+  /// Sent from a node the agent greeted (it proved the cluster secret).
+  bool from_peer() {
+    auto s = current_sender();
+    if (s == nullptr)
+      return false;
+    for (auto& [name, p] : peers_)
+      if (p.router && p.router.node() == s->node())
+        return true;
+    return false;
+  }
+
   struct pending {
     std::string key;
     caf::message msg;

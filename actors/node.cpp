@@ -2,6 +2,16 @@
 // snapshot writer, the entity supervisor, the agent (published on the
 // cluster port), router and replicator, and the HTTP JSON endpoint. Also
 // `ft::node_main`, the whole of `ft-node`'s main.
+//
+// Layered monitors: a small node supervisor runs the node watchdog and its
+// pulse. The pulse heartbeats to the node watchdog (so a hung pulse is
+// restarted through the node supervisor) and asks it for its status every
+// heartbeat_interval; each answer stamps an atomic time the HTTP thread
+// reads. A wedged actor system or watchdog thus shows as
+// `"watchdog": {"state": "stale"}` in `GET /api/status`, and a wedged
+// process does not answer at all: ft-launch kills and restarts it either
+// way. The entity supervisor stays outside the node supervisor: the agent,
+// router and replicator hold its handle, so it must never be replaced.
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,6 +20,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <atomic>
 #include <fstream>
 #include <memory>
 #include <thread>
@@ -26,6 +37,7 @@
 #include "ft/error.hpp"
 #include "ft/snapshot_writer.hpp"
 #include "ft/supervisor.hpp"
+#include "ft/watchdog.hpp"
 
 namespace ft {
 
@@ -40,6 +52,71 @@ using detail::node_shared_ptr;
 /// them.
 using join_atom = caf::atom_constant<caf::atom("ftjoin")>;
 using leave_atom = caf::atom_constant<caf::atom("ftleave")>;
+
+/// `(pulse_atom)`: the pulse's timer.
+using pulse_atom = caf::atom_constant<caf::atom("ftndpulse")>;
+
+int64_t steady_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+           std::chrono::steady_clock::now().time_since_epoch())
+    .count();
+}
+
+/// What the pulse learned from the node watchdog; written by the pulse,
+/// read by the HTTP thread, hence atomics.
+struct pulse_state {
+  /// steady_ms() of the node watchdog's latest answer; -1 before the first.
+  std::atomic<int64_t> last_ms{-1};
+  std::atomic<size_t> workers{0};
+};
+
+/// The pulse: heartbeats to the node watchdog as worker "pulse" and asks it
+/// for its status each `interval` (answers within `interval` count), so
+/// `pulse_state` moves only while the scheduler, the pulse and the watchdog
+/// all work. Timers from its own mailbox: a hung pulse stops beating and is
+/// restarted by the watchdog through the node supervisor.
+caf::behavior pulse_actor(caf::event_based_actor* self,
+                          std::shared_ptr<pulse_state> st,
+                          caf::timespan interval) {
+  auto tick = [self, st, interval] {
+    watchdog_ref wd{node::watchdog_name};
+    watchdog_beat(self, wd, "pulse");
+    if (auto h = wd.resolve(self->system()))
+      self->request(h, interval, watchdog_status_atom::value)
+        .then(
+          [st](const std::vector<watchdog_worker_info>& xs) {
+            st->workers = xs.size();
+            st->last_ms = steady_ms();
+          },
+          [](const caf::error&) {
+            // Late or gone: the stamp ages, which is the point.
+          });
+    self->delayed_send(self, interval, pulse_atom::value);
+  };
+  tick();
+  return {
+    [tick](pulse_atom) { tick(); },
+  };
+}
+
+json worker_json(const watchdog_worker_info& x) {
+  auto ms = [](caf::timespan t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(t).count();
+  };
+  return json{{"id", x.id},
+              {"child_id", x.child_id},
+              {"actor", x.actor ? json(x.actor.id()) : json(nullptr)},
+              {"alive", x.alive},
+              {"incarnation", x.incarnation},
+              {"silent_ms", ms(x.silent_for)},
+              {"progress", x.has_progress ? json(x.progress) : json(nullptr)},
+              {"since_progress_ms", ms(x.since_progress)},
+              {"failed_recoveries", x.failed_recoveries},
+              {"recovering", x.recovering},
+              {"findings", x.findings},
+              {"last_fault", x.last_fault.empty() ? json(nullptr)
+                                                  : json(x.last_fault)}};
+}
 
 caf::error make_dirs(const std::string& path) {
   std::string cur;
@@ -205,6 +282,8 @@ public:
       };
     });
     caf::anon_send(sup_, subscribe_atom::value, counter_);
+    if (auto err = start_watchdog())
+      return err;
     router_ = detail::spawn_router(sys, sh_);
     replicator_ = detail::spawn_replicator(sys, sh_, writer_);
     agent_ = detail::spawn_agent(sys, sh_, router_, replicator_, sup_);
@@ -236,6 +315,72 @@ public:
                 join_atom::value)
       .receive([](bool) {}, [&](caf::error& err) { result = std::move(err); });
     return result;
+  }
+
+  /// The node supervisor with the node watchdog and its pulse.
+  caf::error start_watchdog() {
+    auto& cfg = sh_->config;
+    auto& sys = *sys_;
+    supervisor_flags flags;
+    flags.name = "node@" + cfg.name;
+    flags.strategy = supervision_strategy::one_for_one;
+    flags.intensity = 10;
+    flags.period = std::chrono::seconds(60);
+    auto nsup = spawn_supervisor(sys, flags, {});
+    if (!nsup)
+      return std::move(nsup.error());
+    node_sup_ = *nsup;
+    auto wcfg = cfg.watchdog;
+    if (wcfg.node.empty())
+      wcfg.node = cfg.name;
+    // Weak: the spec lives in the supervisor, a strong handle would be a
+    // reference cycle.
+    caf::actor_addr weak_sup = node_sup_.address();
+    auto start_wd = [wcfg, weak_sup](caf::actor_system& sys,
+                                     const caf::message&)
+      -> caf::expected<caf::actor> {
+      auto sup = caf::actor_cast<caf::actor>(weak_sup);
+      if (!sup)
+        return make_error(errc::start_failed, "node supervisor gone");
+      watchdog_options opts;
+      opts.registered_name = node::watchdog_name;
+      return spawn_watchdog(sys, wcfg, sup, std::move(opts));
+    };
+    auto st = pulse_;
+    auto interval = wcfg.heartbeat_interval;
+    auto start_pulse = [st, interval](caf::actor_system& sys,
+                                      const caf::message&)
+      -> caf::expected<caf::actor> {
+      return sys.spawn(pulse_actor, st, interval);
+    };
+    caf::scoped_actor self{sys};
+    caf::error result;
+    for (auto& spec : {worker("watchdog", start_wd), worker("pulse", start_pulse)})
+      if (!result)
+        self->request(node_sup_, std::chrono::seconds(10),
+                      start_child_atom::value, spec)
+          .receive([](const caf::actor&) {},
+                   [&](caf::error& err) { result = std::move(err); });
+    return result;
+  }
+
+  /// The node watchdog's state for `/api/status`.
+  void watchdog_status(node_status& st) const {
+    auto last = pulse_->last_ms.load();
+    auto now = steady_ms();
+    auto age = last < 0 ? uptime_ms() : now - last;
+    auto limit = std::chrono::duration_cast<std::chrono::milliseconds>(
+                   sh_->config.watchdog.heartbeat_timeout)
+                   .count();
+    st.watchdog_last_beat_ms = age;
+    st.watchdog_workers = pulse_->workers.load();
+    st.watchdog_state = age > limit ? "stale" : "ok";
+  }
+
+  caf::actor watchdog() const {
+    if (!sys_)
+      return {};
+    return sys_->registry().get<caf::actor>(node::watchdog_name);
   }
 
   caf::error start_http() {
@@ -277,7 +422,40 @@ public:
                            {"uptime_ms", uptime_ms()},
                            {"port", st.port},
                            {"http_port", st.http_port},
-                           {"pid", static_cast<int64_t>(::getpid())}});
+                           {"pid", static_cast<int64_t>(::getpid())},
+                           {"watchdog",
+                            json{{"state", st.watchdog_state},
+                                 {"last_beat_ms", st.watchdog_last_beat_ms},
+                                 {"workers", st.watchdog_workers}}}});
+    });
+    srv.Get("/api/watchdog", [this](const httplib::Request&,
+                                    httplib::Response& res) {
+      auto st = status();
+      auto wd = watchdog();
+      auto fail = [&](const caf::error& err) {
+        reply_error(res, err);
+        res.status = 503; // the node watchdog is down or hangs
+      };
+      if (!wd) {
+        fail(make_error(errc::not_found, "the node watchdog is not running "
+                                         "(restarting?)"));
+        return;
+      }
+      caf::scoped_actor self{*sys_};
+      self
+        ->request(wd, std::chrono::seconds(2), watchdog_status_atom::value)
+        .receive(
+          [&](std::vector<watchdog_worker_info>& xs) {
+            auto workers = json::array();
+            for (auto& x : xs)
+              workers.push_back(worker_json(x));
+            reply_json(res, json{{"node", st.name},
+                                 {"watchdog", sh_->config.watchdog.name},
+                                 {"state", st.watchdog_state},
+                                 {"last_beat_ms", st.watchdog_last_beat_ms},
+                                 {"workers", workers}});
+          },
+          [&](caf::error& err) { fail(err); });
     });
     srv.Get("/api/nodes", [this](const httplib::Request&,
                                  httplib::Response& res) {
@@ -448,6 +626,7 @@ public:
     auto st = sh_->status;
     st.lease = sh_->lease_valid();
     st.restarts = sh_->restarts.load();
+    watchdog_status(st);
     return st;
   }
 
@@ -484,7 +663,8 @@ public:
       // so it commits what the entities sent before they stopped.
       {
         caf::scoped_actor self{*sys_};
-        for (auto& a : {agent_, router_, replicator_, sup_, counter_, writer_}) {
+        for (auto& a : {node_sup_, agent_, router_, replicator_, sup_,
+                        counter_, writer_}) {
           if (!a)
             continue;
           self->monitor(a);
@@ -496,7 +676,8 @@ public:
             self->send_exit(a, caf::exit_reason::kill);
         }
       }
-      agent_ = router_ = replicator_ = sup_ = counter_ = writer_ = nullptr;
+      node_sup_ = agent_ = router_ = replicator_ = sup_ = counter_ = writer_
+        = nullptr;
       sys_.reset();
     }
   }
@@ -510,6 +691,9 @@ public:
   std::unique_ptr<caf::actor_system> sys_;
   caf::actor writer_;
   caf::actor sup_;
+  /// Runs the node watchdog and its pulse.
+  caf::actor node_sup_;
+  std::shared_ptr<pulse_state> pulse_ = std::make_shared<pulse_state>();
   caf::actor counter_;
   caf::actor router_;
   caf::actor replicator_;
@@ -554,6 +738,10 @@ std::vector<node_view_entry> node::view() const {
 
 caf::actor node::router() const {
   return impl_->router_;
+}
+
+caf::actor node::watchdog() const {
+  return impl_->watchdog();
 }
 
 caf::actor_system& node::system() {

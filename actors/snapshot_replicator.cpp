@@ -64,10 +64,14 @@ public:
       // -- from other nodes --
       [this](replicate_atom,
              std::vector<char>& bytes) -> caf::result<uint64_t> {
+        if (!from_peer())
+          return make_error(errc::auth_failed, "not a member of this cluster");
         return on_replica(bytes);
       },
       [this](fetch_latest_atom,
              std::string& key) -> caf::result<std::vector<char>> {
+        if (!from_peer())
+          return make_error(errc::auth_failed, "not a member of this cluster");
         auto rp = make_response_promise<std::vector<char>>();
         request(writer_, caf::infinite, snapshot_latest_atom::value, key)
           .then(
@@ -84,18 +88,38 @@ public:
       // -- from the agent --
       [this](prepare_restore_atom,
              std::string& key) -> caf::result<uint64_t> {
+        if (!local_sender())
+          return make_error(errc::auth_failed, "local only");
         return on_prepare(key);
       },
       [this](peers_atom, std::vector<peer_info>& peers) {
-        peers_ = std::move(peers);
+        if (local_sender())
+          peers_ = std::move(peers);
       },
       [this](catch_up_atom, std::vector<entity_record>& recs) {
-        catch_up(recs);
+        if (local_sender())
+          catch_up(recs);
       },
     };
   }
 
 private:
+  bool local_sender() {
+    auto s = current_sender();
+    return s == nullptr || s->node() == system().node();
+  }
+
+  /// This node's actors, or a node the agent greeted.
+  bool from_peer() {
+    if (local_sender())
+      return true;
+    auto node = current_sender()->node();
+    for (auto& p : peers_)
+      if (p.replicator && p.replicator.node() == node)
+        return true;
+    return false;
+  }
+
   struct write_state {
     caf::response_promise rp;
     uint64_t sequence = 0;

@@ -124,6 +124,14 @@ fault_tolerance_config node_config::default_entity_fault_tolerance() {
   return x;
 }
 
+watchdog_config node_config::default_node_watchdog() {
+  // The node's own watchdog: its workers are the node's pulse and the
+  // watchdogs user code registers with it, so "node" names it at theirs.
+  watchdog_config x;
+  x.name = "node";
+  return x;
+}
+
 namespace {
 
 /// Longer names make unwieldy keys in logs, metrics and directories.
@@ -220,6 +228,8 @@ caf::error validate(const node_config& x) {
                 "must be > 0");
   if (auto err = validate(x.fault_tolerance))
     return with_prefix(err, "fault_tolerance.");
+  if (auto err = validate(x.watchdog))
+    return with_prefix(err, "watchdog.");
   // TLS is all or nothing: a node with half a setup would silently talk
   // in plain text.
   std::pair<const char*, const std::string*> tls[] = {
@@ -250,6 +260,8 @@ struct node_document {
   YAML::Node doc;
   YAML::Node fields;
   bool nested = false;
+  /// The document's text, for readers that take text (the watchdog's).
+  const std::string* text = nullptr;
 
   /// The value of `key` among the node fields or (nested) at the top level;
   /// an invalid node (false) when neither has it.
@@ -437,7 +449,92 @@ caf::error read_tls(const yaml_reader& in, node_config& x) {
 
 /// The sections: keys that may stand at the top level next to `node:`.
 const std::set<std::string> section_keys = {"failure_detector", "replication",
-                                            "fault_tolerance"};
+                                            "fault_tolerance", "watchdog"};
+
+/// The text of the mapping `value` (the value of `key`) alone, every other
+/// line blanked, so a reader of text reports the document's line numbers.
+/// The section ends at the first line indented no deeper than its key.
+std::string section_text(const std::string& text, const YAML::Node& key,
+                         const YAML::Node& value) {
+  auto key_col = key.Mark().column;
+  auto first = value.Mark().line;
+  auto col = value.Mark().column;
+  std::string result;
+  std::istringstream in{text};
+  std::string line;
+  bool open = true;
+  for (int i = 0; std::getline(in, line); ++i) {
+    if (i < first || !open) {
+      result += '\n';
+      continue;
+    }
+    if (i == first) {
+      auto start = std::min(static_cast<size_t>(col), line.size());
+      result += std::string(start, ' ') + line.substr(start) + '\n';
+      continue;
+    }
+    auto indent = line.find_first_not_of(" \t\r");
+    bool blank = indent == std::string::npos || line[indent] == '#';
+    if (!blank && static_cast<int>(indent) <= key_col) {
+      open = false;
+      result += '\n';
+      continue;
+    }
+    result += line + '\n';
+  }
+  return result;
+}
+
+/// The key node of `key` in the mapping `map` (for its position).
+std::optional<YAML::Node> key_node(const YAML::Node& map,
+                                   const std::string& key) {
+  if (!map.IsMap())
+    return std::nullopt;
+  for (auto kvp : map)
+    if (kvp.first.IsScalar() && kvp.first.Scalar() == key)
+      return kvp.first;
+  return std::nullopt;
+}
+
+/// The `watchdog:` section through the watchdog's own YAML reader (so the
+/// node and a standalone watchdog file accept the same fields and report
+/// the same errors), fed the section's lines at their places.
+caf::error read_watchdog(const node_document& d, const std::string& source,
+                         watchdog_config& x) {
+  const YAML::Node value = d.get("watchdog");
+  if (!value || value.IsNull())
+    return caf::none;
+  yaml_reader in{value, source, errc::invalid_config};
+  if (!value.IsMap())
+    return in.fail(value, "watchdog", "must be a mapping");
+  auto key = key_node(d.fields, "watchdog");
+  if (!key)
+    key = key_node(d.doc, "watchdog");
+  if (!key || !d.text)
+    return in.fail(value, "watchdog", "cannot be located in the document");
+  // Under a `watchdog:` key of its own, so a section holding nothing but a
+  // field called `watchdog` is not taken for a wrapper.
+  auto text = "watchdog:\n" + section_text(*d.text, *key, value);
+  auto parsed = watchdog_config_from_yaml(text, source);
+  if (!parsed) {
+    // One line added in front: take it back out of `source:line`.
+    auto ctx = context_of(parsed.error());
+    if (ctx.compare(0, source.size() + 1, source + ":") == 0) {
+      auto colon = ctx.find(':', source.size() + 1);
+      auto num = ctx.substr(source.size() + 1, colon - source.size() - 1);
+      if (colon != std::string::npos && !num.empty()
+          && num.find_first_not_of("0123456789") == std::string::npos)
+        ctx = source + ":" + std::to_string(std::stoi(num) - 1)
+              + ctx.substr(colon);
+    }
+    return in_section(make_error(errc::invalid_config, ctx), source,
+                      "watchdog");
+  }
+  if (!value["name"])
+    parsed->name = x.name;
+  x = std::move(*parsed);
+  return caf::none;
+}
 
 caf::error read_fields(const node_document& d, const std::string& source,
                        node_config& x) {
@@ -445,8 +542,8 @@ caf::error read_fields(const node_document& d, const std::string& source,
   if (auto err = in.check_known(
         {"name", "host", "port", "seeds", "http_host", "http_port",
          "data_dir", "labels", "cluster_secret_file", "failure_detector",
-         "lease", "join_timeout", "placement", "replication",
-         "fault_tolerance", "tls"}))
+         "lease", "join_timeout", "placement", "rebalance_on_join",
+         "replication", "fault_tolerance", "tls", "watchdog"}))
     return err;
   for (auto [field, dst] :
        {std::pair<const char*, std::string*>{"name", &x.name},
@@ -469,6 +566,8 @@ caf::error read_fields(const node_document& d, const std::string& source,
     return err;
   if (auto err = in.read_optional("join_timeout", x.join_timeout))
     return err;
+  if (auto err = in.read_optional("rebalance_on_join", x.rebalance_on_join))
+    return err;
   if (auto err = read_placement(in, x.placement))
     return err;
   if (auto err = read_section(d, source, "tls", [&](const yaml_reader& sub) {
@@ -485,6 +584,8 @@ caf::error read_fields(const node_document& d, const std::string& source,
                               [&](const yaml_reader& sub) {
                                 return read_replication(sub, x.replication);
                               }))
+    return err;
+  if (auto err = read_watchdog(d, source, x.watchdog))
     return err;
   // The shared reader checks its own keys and validates the section over
   // the entity defaults x holds.
@@ -603,7 +704,7 @@ caf::expected<node_config> parse_document(const std::string& text,
   try {
     const YAML::Node& doc = *loaded;
     bool nested = doc.IsMap() && doc["node"];
-    const node_document d{doc, nested ? doc["node"] : doc, nested};
+    const node_document d{doc, nested ? doc["node"] : doc, nested, &text};
     if (nested) {
       const YAML::Node& fields = d.fields;
       yaml_reader top{doc, source, errc::invalid_config};
@@ -922,6 +1023,13 @@ const cli_option cli_options[] = {
        return bad_value(flag, values.back(),
                         "least_loaded, label_aware or pinned");
      x.placement = *s;
+     return caf::error{};
+   }},
+  {"--operator-hook", "watchdog.operator_hook", "CMD",
+   "Command (/bin/sh -c) the node watchdog runs when it escalates",
+   [](node_config& x, const std::string&,
+      const std::vector<std::string>& values) {
+     x.watchdog.operator_hook = values.back();
      return caf::error{};
    }},
 };

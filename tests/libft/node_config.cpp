@@ -109,6 +109,7 @@ TEST_CASE("node config defaults", "[node_config]") {
   CHECK(x.host == "127.0.0.1");
   CHECK(x.port == 0);
   CHECK(x.seeds.empty());
+  CHECK_FALSE(x.rebalance_on_join);
   CHECK(x.http_host == "127.0.0.1");
   CHECK(x.http_port == 0);
   CHECK(x.data_dir.empty());
@@ -333,6 +334,7 @@ cluster_secret_file: /etc/ft/secret
 lease: 0.25
 join_timeout: 3
 placement: label_aware
+rebalance_on_join: true
 tls:
   cert_file: /etc/ft/n2.pem
   key_file: /etc/ft/n2.key
@@ -355,6 +357,7 @@ fault_tolerance:
 
 void check_full(const node_config& x) {
   CHECK(x.name == "n2");
+  CHECK(x.rebalance_on_join);
   CHECK(x.host == "10.0.0.2");
   CHECK(x.port == 4002);
   REQUIRE(x.seeds.size() == 2);
@@ -610,7 +613,7 @@ TEST_CASE("every bad node field is named with its line", "[node_config]") {
     CHECK_THAT(parse_error("node:\n  name: n1\nname: n2\n"),
                Contains("node.yaml:3: name is not a known field (known: "
                         "failure_detector, fault_tolerance, node, "
-                        "replication)"));
+                        "replication, watchdog)"));
     CHECK_THAT(parse_error("node:\n  name: n1\n  replication: {factor: 1}\n"
                            "replication: {factor: 2}\n"),
                Contains("node.yaml:4: replication is given both under node: "
@@ -856,4 +859,77 @@ TEST_CASE("--help returns the usage instead of exiting", "[node_config]") {
     CHECK(x.config.name.empty());
   }
   CHECK_FALSE(cli({"--name", "n1"}).help);
+}
+
+// -- the node watchdog ----------------------------------------------------------
+
+TEST_CASE("the watchdog: section configures the node watchdog",
+          "[node_config][watchdog]") {
+  SECTION("defaults: named node") {
+    auto x = parse("name: n1\n");
+    CHECK(x.watchdog.name == "node");
+    CHECK(x.watchdog.heartbeat_timeout == 5s);
+    CHECK(x.watchdog.operator_hook.empty());
+  }
+  SECTION("at the top level") {
+    auto x = parse("name: n1\n"
+                   "watchdog:\n"
+                   "  heartbeat_timeout: 2   # seconds\n"
+                   "  zombie_timeout: 0.5\n"
+                   "  max_recoveries: 2\n"
+                   "  escalation_severity: 3\n"
+                   "  operator_hook: \"/usr/local/bin/page-oncall\"\n"
+                   "lease: 0.25\n");
+    CHECK(x.watchdog.name == "node");
+    CHECK(x.watchdog.heartbeat_timeout == 2s);
+    CHECK(x.watchdog.zombie_timeout == 500ms);
+    CHECK(x.watchdog.max_recoveries == 2);
+    CHECK(x.watchdog.escalation_severity == 3);
+    CHECK(x.watchdog.operator_hook == "/usr/local/bin/page-oncall");
+    // The section ends where the next node field starts.
+    CHECK(x.lease == 250ms);
+  }
+  SECTION("inside node:, in flow style, with a name") {
+    auto x = parse("node:\n"
+                   "  name: n1\n"
+                   "  watchdog: {name: nwd, heartbeat_timeout: 3}\n");
+    CHECK(x.watchdog.name == "nwd");
+    CHECK(x.watchdog.heartbeat_timeout == 3s);
+  }
+  SECTION("bad fields name watchdog.field and the document's line") {
+    CHECK_THAT(parse_error("name: n1\n"
+                           "watchdog:\n"
+                           "  heartbeat_timeout: 2\n"
+                           "  escalation_severity: 7\n"),
+               Contains("node.yaml:4: watchdog.escalation_severity = 7 is "
+                        "not a severity"));
+    CHECK_THAT(parse_error("name: n1\n"
+                           "\n"
+                           "watchdog:\n"
+                           "  hearbeat_timeout: 2\n"),
+               Contains("node.yaml:4: watchdog.hearbeat_timeout is not a "
+                        "known field"));
+    CHECK_THAT(parse_error("node:\n"
+                           "  name: n1\n"
+                           "  watchdog:\n"
+                           "    heartbeat_timeout: 0\n"),
+               Contains("node.yaml:4: watchdog.heartbeat_timeout = 0s "
+                        "(must be > 0)"));
+    CHECK_THAT(parse_error("name: n1\nwatchdog: 5\n"),
+               Contains("node.yaml:2: watchdog must be a mapping"));
+  }
+  SECTION("validate names watchdog.field") {
+    auto x = parse("name: n1\n");
+    x.watchdog.max_recoveries = 0;
+    auto err = ft::validate(x);
+    REQUIRE(err);
+    CHECK_THAT(ft::render(err), Contains("watchdog.max_recoveries = 0"));
+  }
+}
+
+TEST_CASE("the operator-hook option sets the node watchdog's hook",
+          "[node_config][watchdog]") {
+  auto x = cli({"--name", "n1", "--operator-hook", "logger -t ft"});
+  CHECK(x.config.watchdog.operator_hook == "logger -t ft");
+  CHECK(x.config.watchdog.name == "node");
 }

@@ -438,3 +438,39 @@ TEST_CASE("with certificates configured, nodes talk TLS and a node without "
   CHECK(res.rc == 1);
   CHECK_THAT(res.output(), Catch::Contains("join_failed"));
 }
+
+TEST_CASE("with rebalance_on_join, a joining node takes over entities",
+          "[cluster]") {
+  ft_test::temp_dir cfg_dir{"ft-rebalance"};
+  ft_test::write_file(cfg_dir / "rebalance.yaml", "rebalance_on_join: true\n");
+  test_cluster c{2, {(cfg_dir / "rebalance.yaml").string()}};
+  // Six entities on the first two nodes, one of them pinned.
+  c.spawn("counter", "p0", "n1");
+  for (int i = 1; i < 6; ++i) {
+    auto key = "r" + std::to_string(i);
+    c.spawn("counter", key);
+    CHECK(result_of(c.ask(c[0], key, "add", {std::to_string(i)})) == i);
+  }
+  test_node extra;
+  extra.name = "n3";
+  auto ports = ft_test::free_ports(2);
+  extra.port = ports[0];
+  extra.http_port = ports[1];
+  c.start(extra);
+  REQUIRE(c.wait_up(extra, 3));
+  // The leader moves entities until every node hosts two.
+  auto balanced = ft_test::wait_until(
+    [&] {
+      auto v = http_get(host, c[0].http_port, "/api/nodes").json;
+      for (auto& nd : v["nodes"])
+        if (nd["entities"] != 2)
+          return false;
+      return true;
+    },
+    20s);
+  CHECK(balanced);
+  CHECK(c.home_of(c[0], "p0") == "n1");
+  // Moved entities kept their state.
+  for (int i = 1; i < 6; ++i)
+    CHECK(result_of(c.ask(c[1], "r" + std::to_string(i), "get")) == i);
+}

@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -732,4 +733,84 @@ TEST_CASE_METHOD(launch_fixture,
   CHECK(missing.rc == 3);
   CHECK_THAT(missing.err, Contains("error: unknown_entity: "));
   CHECK(launch->stop(20s) == 0);
+}
+
+// -- hung nodes ---------------------------------------------------------------
+
+TEST_CASE_METHOD(launch_fixture,
+                 "ft-launch kills and restarts a node that hangs (SIGSTOP)",
+                 "[ft_launch][hang]") {
+  start({"--nodes", "2", "--ft-node", FT_NODE, "--no-status",
+         "--hang-timeout", "2s", "--stop-timeout", "2s"});
+  REQUIRE(wait_up());
+  INFO(output());
+  auto old_pid = pid_of("n2");
+  REQUIRE(old_pid > 0);
+  // Healthy nodes are left alone for longer than the hang timeout.
+  std::this_thread::sleep_for(3s);
+  REQUIRE(pid_of("n2") == old_pid);
+  REQUIRE(node("n1")["restarts"] == 0);
+  auto st = ft_test::http_get("127.0.0.1", http_port_of("n2"), "/api/status");
+  REQUIRE(st);
+  CHECK(st.json["watchdog"]["state"] == "ok");
+  auto stopped_at = std::chrono::steady_clock::now();
+  REQUIRE(::kill(old_pid, SIGSTOP) == 0);
+  // Killed within hang_timeout plus a margin (the status interval is
+  // hang_timeout / 4; a busy machine adds some).
+  CHECK(ft_test::wait_until([&] { return !ft_test::process_alive(old_pid)
+                                         || pid_of("n2") != old_pid; },
+                            8s, 50ms));
+  // Not before hang_timeout after its last answer, which came at most one
+  // status interval (0.5 s) before the SIGSTOP.
+  auto killed_after = std::chrono::steady_clock::now() - stopped_at;
+  CHECK(killed_after >= 1400ms);
+  REQUIRE(wait_node(
+    "n2",
+    [&](const json& n) {
+      return n["pid"].is_number() && n["pid"] != old_pid && n["state"] == "up";
+    },
+    20s));
+  auto n2 = node("n2");
+  CHECK(n2["restarts"] == 1);
+  CHECK_FALSE(ft_test::process_alive(old_pid));
+  CHECK_THAT(launch->err(), Contains("n2: hung: /api/status has not answered "
+                                     "for"));
+  CHECK_THAT(launch->err(), Contains("n2: pid " + std::to_string(old_pid)
+                                     + " was killed by SIGKILL (hung); "
+                                       "restarting in"));
+  auto again = ft_test::http_get("127.0.0.1", http_port_of("n2"),
+                                 "/api/status");
+  REQUIRE(again);
+  CHECK(again.json["pid"] == n2["pid"]);
+  // The healthy node was never touched.
+  CHECK(node("n1")["restarts"] == 0);
+  CHECK(launch->running());
+  CHECK(launch->stop(20s) == 0);
+}
+
+TEST_CASE_METHOD(launch_fixture,
+                 "ft-launch does not take a node that is still starting for "
+                 "hung",
+                 "[ft_launch][hang]") {
+  // Never up: no ready file, no HTTP endpoint.
+  auto stub = dir / "stub-node";
+  write_script(stub, "echo $$ >> " + (dir / "pids").string() + "\n"
+                     "exec sleep 600\n");
+  start({"--nodes", "1", "--ft-node", stub.string(), "--no-status",
+         "--hang-timeout", "0.5s", "--startup-timeout", "3s",
+         "--stop-timeout", "1s"});
+  INFO(output());
+  REQUIRE(launch->wait_for(20s));
+  CHECK(launch->exit_code() == 1);
+  CHECK_THAT(launch->err(), Contains("did not come up within 3s"));
+  CHECK(launch->err().find("hung") == std::string::npos);
+  CHECK(read_pids(dir / "pids").size() == 1); // never restarted
+}
+
+TEST_CASE_METHOD(config_fixture, "cluster.hang_timeout is read and checked",
+                 "[ft_launch][hang]") {
+  auto res = launch("cluster:\n  hang_timeout: -1\nnodes:\n  - name: n1\n");
+  CHECK(res.rc == 1);
+  CHECK_THAT(res.err, Contains("cluster.yaml:2"));
+  CHECK_THAT(res.err, Contains("cluster.hang_timeout"));
 }

@@ -186,7 +186,7 @@ cluster_config parse_cluster_config(const std::string& text,
   if (auto c = doc["cluster"]; c.IsDefined() && !c.IsNull()) {
     rd.check_keys(c, "cluster",
                   {"run_dir", "secret_file", "base_port", "seeds",
-                   "startup_timeout", "restart"});
+                   "startup_timeout", "hang_timeout", "restart"});
     if (auto x = c["run_dir"])
       cfg.run_dir = rd.text(x, "cluster.run_dir");
     if (auto x = c["secret_file"])
@@ -197,6 +197,8 @@ cluster_config parse_cluster_config(const std::string& text,
       cfg.seeds = rd.integer(x, "cluster.seeds", 1, 1000);
     if (auto x = c["startup_timeout"])
       cfg.startup_timeout = rd.seconds(x, "cluster.startup_timeout", false);
+    if (auto x = c["hang_timeout"])
+      cfg.hang_timeout = rd.seconds(x, "cluster.hang_timeout", true);
     if (auto r = c["restart"]; r.IsDefined() && !r.IsNull()) {
       rd.check_keys(r, "cluster.restart",
                     {"initial_delay", "max_delay", "max_restarts", "period"});
@@ -301,6 +303,7 @@ cluster:
   base_port: 0          # 0: free ports; else node i: base+i, HTTP base+100+i
   seeds: 1              # the first node is everyone's seed
   startup_timeout: 30   # seconds until all nodes must be up
+  hang_timeout: 5       # up but silent (or watchdog stale) this long: killed
   restart:
     initial_delay: 0.5  # seconds, doubling per consecutive crash
     max_delay: 10

@@ -76,6 +76,10 @@ struct cluster_config {
   int seeds = 1;
   /// How long all nodes may take to come up before ft-launch gives up.
   millis startup_timeout{30'000};
+  /// A node that is up but whose `/api/status` has not answered (or has
+  /// reported its node watchdog `stale`) for this long is declared hung:
+  /// killed (SIGKILL) and restarted like a crashed node. 0 = off.
+  millis hang_timeout{5'000};
   restart_config restart;
   std::vector<node_spec> nodes;
 };

@@ -227,6 +227,15 @@ private:
     steady_clock::time_point started_at;
     steady_clock::time_point up_since;
     steady_clock::time_point restart_at;
+    /// While up: when `/api/status` last answered with the node watchdog
+    /// not stale (or when it came up); `hang_timeout` past it, it is hung.
+    steady_clock::time_point healthy_at;
+    /// When the newest answer seen arrived (stale ones included).
+    steady_clock::time_point answered_at;
+    /// Its node watchdog reported stale in the newest answer.
+    bool watchdog_stale = false;
+    /// Killed because it hung (until it is reaped).
+    bool hung = false;
     ft::restart_delay_state delays;
     ft::restart_window window;
     /// Its entry in the newest `/api/nodes` (null when absent).
@@ -284,6 +293,12 @@ private:
   void mark_up(node_proc& n);
 
   void update_targets();
+
+  /// Takes a fresh `/api/status` answer of an up node.
+  void on_answer(node_proc& n, const json& st, steady_clock::time_point at);
+
+  /// Kills up nodes that did not answer healthily for `hang_timeout`.
+  void check_hung(steady_clock::time_point now);
 
   void timers();
 
@@ -507,6 +522,8 @@ void launcher::impl::spawn(node_proc& n) {
   n.partial.clear();
   n.phase = node_phase::starting;
   n.came_up = false;
+  n.hung = false;
+  n.watchdog_stale = false;
   n.spawned = true;
   n.view = nullptr;
   n.started_at = steady_clock::now();
@@ -556,6 +573,9 @@ void launcher::impl::on_exit(node_proc& n, int status) {
   n.view = nullptr;
   auto now = steady_clock::now();
   auto what = "pid " + std::to_string(old_pid) + " " + describe_status(status);
+  if (n.hung)
+    what += " (hung)";
+  n.hung = false;
   write_all(n.log_fd, "--- ft-launch: " + n.spec.name + " " + what + " ---\n");
   update_targets();
   if (n.phase == node_phase::stopping || phase_ == cluster_phase::stopping) {
@@ -717,6 +737,7 @@ void launcher::impl::mark_up(node_proc& n) {
   n.phase = node_phase::up;
   n.came_up = true;
   n.up_since = steady_clock::now();
+  n.healthy_at = n.up_since;
   say(n, "up (pid " + std::to_string(n.pid) + ", " + n.url() + ")");
   table_dirty_ = true;
   if (phase_ != cluster_phase::starting)
@@ -762,6 +783,8 @@ void launcher::impl::on_status() {
     if (n.phase == node_phase::starting && st.value("state", "") == "up"
         && ready_file_ok(n))
       mark_up(n);
+    else if (n.phase == node_phase::up)
+      on_answer(n, st, latest_.answered_at[n.spec.name]);
   }
   for (auto& n : nodes_) {
     n.view = nullptr;
@@ -772,6 +795,48 @@ void launcher::impl::on_status() {
         n.view = x;
   }
   table_dirty_ = true;
+}
+
+void launcher::impl::on_answer(node_proc& n, const json& st,
+                               steady_clock::time_point at) {
+  if (at <= n.answered_at)
+    return; // seen already
+  n.answered_at = at;
+  // An answer saying the node watchdog is stale means the node's actor
+  // system hangs while its HTTP thread still runs: not healthy.
+  auto wd = st.find("watchdog");
+  bool stale = wd != st.end() && wd->is_object()
+               && wd->value("state", "") == "stale";
+  if (stale && !n.watchdog_stale)
+    say(n, "node watchdog stale (no pulse for "
+             + std::to_string(wd->value("last_beat_ms", int64_t{0}))
+             + "ms)");
+  else if (!stale && n.watchdog_stale)
+    say(n, "node watchdog ok again");
+  n.watchdog_stale = stale;
+  if (!stale)
+    n.healthy_at = std::max(n.healthy_at, at);
+}
+
+void launcher::impl::check_hung(steady_clock::time_point now) {
+  if (cfg_.hang_timeout.count() <= 0 || phase_ == cluster_phase::stopping)
+    return;
+  for (auto& n : nodes_) {
+    // Only nodes that came up: one still starting is the startup
+    // timeout's business.
+    if (n.phase != node_phase::up || !n.running() || n.hung
+        || now - n.healthy_at < cfg_.hang_timeout)
+      continue;
+    auto silent = seconds_text(now - n.healthy_at);
+    auto why = n.watchdog_stale && n.answered_at > n.healthy_at
+                 ? "its node watchdog has been stale for " + silent
+                 : "/api/status has not answered for " + silent;
+    say(n, "hung: " + why + " (hang_timeout "
+             + seconds_text(cfg_.hang_timeout) + "); killing pid "
+             + std::to_string(n.pid) + " (SIGKILL)");
+    n.hung = true;
+    ::kill(n.pid, SIGKILL);
+  }
 }
 
 void launcher::impl::update_targets() {
@@ -785,9 +850,14 @@ void launcher::impl::update_targets() {
     starting = starting || n.phase == node_phase::starting;
     targets.push_back({n.spec.name, n.plan.http_host, n.plan.http_port, n.pid});
   }
-  // Fast rounds while a node comes up, so `up` is noticed within 100 ms.
-  poller_->set_interval(starting ? std::chrono::milliseconds{100}
-                                 : opts_.status_interval);
+  // Fast rounds while a node comes up, so `up` is noticed within 100 ms;
+  // at least four per hang_timeout, so one slow answer is no hang.
+  auto interval = starting ? std::chrono::milliseconds{100}
+                           : opts_.status_interval;
+  if (cfg_.hang_timeout.count() > 0)
+    interval = std::min(interval, std::max(cfg_.hang_timeout / 4,
+                                           std::chrono::milliseconds{50}));
+  poller_->set_interval(interval);
   poller_->set_targets(std::move(targets));
 }
 
@@ -801,6 +871,7 @@ void launcher::impl::timers() {
     }
     return;
   }
+  check_hung(now);
   for (auto& n : nodes_)
     if (n.phase == node_phase::restarting && now >= n.restart_at) {
       ++n.restarts;
@@ -968,9 +1039,13 @@ int launcher::impl::run() {
       wake = std::min(wake, stop_deadline_);
     if (phase_ == cluster_phase::starting)
       wake = std::min(wake, startup_deadline_);
-    for (auto& n : nodes_)
+    for (auto& n : nodes_) {
       if (n.phase == node_phase::restarting)
         wake = std::min(wake, n.restart_at);
+      if (n.phase == node_phase::up && !n.hung
+          && cfg_.hang_timeout.count() > 0)
+        wake = std::min(wake, n.healthy_at + cfg_.hang_timeout);
+    }
     auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
                      wake - now)
                      .count();

@@ -6,7 +6,7 @@
 //
 // Options: --ft-node PATH, --run-dir DIR (default ./ft-cluster), --base-port
 // P, --secret-file F, --no-status, --status-interval D, --startup-timeout D,
-// --stop-timeout D (durations: 500ms, 2s or plain seconds),
+// --hang-timeout D, --stop-timeout D (durations: 500ms, 2s or plain seconds),
 // --print-default-config.
 //
 // ft-launch writes each node's config into the run dir, starts one ft-node
@@ -16,7 +16,10 @@
 // node that crashes more than cluster.restart.max_restarts times within
 // cluster.restart.period is given up (an escalation) while the others keep
 // running. SIGINT/SIGTERM stop every node (SIGTERM, SIGKILL after the stop
-// timeout). <run-dir>/cluster.json always lists the nodes, pids and states.
+// timeout). A node that is up but whose /api/status has not answered (or
+// reported its node watchdog stale) for the hang timeout is killed and
+// restarted the same way. <run-dir>/cluster.json always lists the nodes,
+// pids and states.
 //
 // Exit codes: 0 stopped by a signal; 1 bad input or the cluster did not
 // come up (a node failed at start, or the startup timeout passed); 2 every
@@ -67,6 +70,7 @@ int main(int argc, char** argv) {
   bool no_status = false;
   double status_interval = 1.0;
   std::optional<double> startup_timeout;
+  std::optional<double> hang_timeout;
   double stop_timeout = 10.0;
   bool print_default = false;
 
@@ -95,6 +99,12 @@ int main(int argc, char** argv) {
                  "how long all nodes may take to come up (default 30s)")
     ->transform(seconds_with_unit())
     ->check(CLI::Range(0.1, 86400.0));
+  app.add_option("--hang-timeout", hang_timeout,
+                 "kill and restart an up node whose /api/status has not "
+                 "answered (or reported its watchdog stale) this long "
+                 "(default 5s or cluster.hang_timeout; 0 = off)")
+    ->transform(seconds_with_unit())
+    ->check(CLI::Range(0.0, 86400.0));
   app.add_option("--stop-timeout", stop_timeout,
                  "how long nodes get to leave before SIGKILL")
     ->transform(seconds_with_unit())
@@ -131,6 +141,8 @@ int main(int argc, char** argv) {
       cfg.secret_file = *secret_file;
     if (startup_timeout)
       cfg.startup_timeout = to_millis(*startup_timeout);
+    if (hang_timeout)
+      cfg.hang_timeout = to_millis(*hang_timeout);
     launch_options opts;
     opts.ft_node = ft_node.empty() ? find_ft_node_next_to_self() : ft_node;
     if (opts.ft_node.empty()) {

@@ -118,6 +118,15 @@ struct node_status {
   bool lease = false;
   uint16_t port = 0;
   uint16_t http_port = 0;
+  /// The node watchdog as its pulse shows it: `ok`, or `stale` when the
+  /// watchdog answered no pulse for its `heartbeat_timeout` (the node's
+  /// actor system is wedged or the watchdog hangs).
+  std::string watchdog_state = "ok";
+  /// Since the node watchdog last answered the pulse.
+  int64_t watchdog_last_beat_ms = 0;
+  /// Workers the node watchdog watches (the pulse included), as of its
+  /// last answer.
+  size_t watchdog_workers = 0;
 };
 
 /// One peer as a node sees it (`GET /api/nodes`).
@@ -156,6 +165,19 @@ public:
 
   /// The router: send it the `entity_*` messages above.
   caf::actor router() const;
+
+  /// The name the node watchdog registers under in the node's actor
+  /// system: `watchdog_ref{node::watchdog_name}` reaches whichever
+  /// incarnation runs now, so prefer it over a handle as a parent.
+  static constexpr caf::atom_value watchdog_name = caf::atom("ftnodewd");
+
+  /// The node watchdog (invalid while it restarts): register your own
+  /// watchdogs with it (`watchdog_options::parent`) or workers (they then
+  /// show in `GET /api/watchdog`). It runs under a small node supervisor
+  /// next to the pulse that proves it alive; a worker it finds dead with
+  /// no replacement that this supervisor does not run counts as a failed
+  /// recovery, and `max_recoveries` of them run the operator hook.
+  caf::actor watchdog() const;
 
   caf::actor_system& system();
 

@@ -12,6 +12,7 @@
 #include "ft/checkpoint.hpp"
 #include "ft/failure_detector.hpp"
 #include "ft/placement.hpp"
+#include "ft/watchdog.hpp"
 
 /// The configuration of one cluster node (`ft-node`, `ft::node_main`): a YAML
 /// file plus command-line overrides. Plain data, parsed and validated here so
@@ -85,6 +86,9 @@ struct node_config {
   caf::timespan join_timeout = std::chrono::seconds(10);
   /// Default placement for spawns that do not name one.
   placement_strategy placement = placement_strategy::least_loaded;
+  /// When a node comes up, the leader moves entities (not pinned ones) so
+  /// every up node hosts within one of the mean (`rebalance_on_join`).
+  bool rebalance_on_join = false;
   replication_config replication;
   /// Checkpointing of entities (`fault_tolerance:` section); entities reply
   /// after their snapshot is committed and replicated by default.
@@ -94,8 +98,17 @@ struct node_config {
   std::string tls_cert_file;
   std::string tls_key_file;
   std::string tls_ca_file;
+  /// The node watchdog (`watchdog:` section, the fields of
+  /// `watchdog_config`): it watches the node's pulse and every watchdog
+  /// registered with it (`ft::node::watchdog()`), and runs
+  /// `operator_hook` (`--operator-hook`) after `max_recoveries` failed
+  /// recoveries in a row. Its name defaults to `node`, its `node` to the
+  /// node's name.
+  watchdog_config watchdog = default_node_watchdog();
 
   static fault_tolerance_config default_entity_fault_tolerance();
+
+  static watchdog_config default_node_watchdog();
 };
 
 /// `invalid_config` naming the first bad field and its value (e.g.
@@ -105,8 +118,8 @@ struct node_config {
 caf::error validate(const node_config& x);
 
 /// Reads a YAML document whose top level holds the node fields (optionally
-/// under a `node:` key) plus `failure_detector:`, `replication:` and
-/// `fault_tolerance:` sections (with `node:`, beside it or inside it).
+/// under a `node:` key) plus `failure_detector:`, `replication:`,
+/// `fault_tolerance:` and `watchdog:` sections (with `node:`, beside it or inside it).
 /// Durations are seconds (fractions allowed). The `fault_tolerance:` fields
 /// it leaves out keep `default_entity_fault_tolerance()`. Unknown keys are
 /// errors. The result is validated (a name is required). Errors name
@@ -147,6 +160,7 @@ struct node_command_line {
 /// `--label K=V` (repeatable), `--cluster-secret-file`,
 /// `--heartbeat-interval`, `--phi-threshold`, `--acceptable-pause`,
 /// `--lease`, `--join-timeout`, `--replication-factor`, `--min-acks`, `--placement`,
+/// `--operator-hook CMD` (the node watchdog's `watchdog.operator_hook`),
 /// `--ready-file`). Durations take `150ms`, `2s` or plain seconds `0.5`.
 /// `--seeds` replaces the file's seeds (`--seeds ''` clears them); `--label`
 /// adds to its labels. A file used here may leave the name to `--name`.
