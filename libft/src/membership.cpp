@@ -104,18 +104,27 @@ std::vector<std::string> membership::alive() const {
 std::optional<std::string> leader(const membership& view,
                                   const std::string& self,
                                   const std::vector<std::string>& reachable) {
-  std::optional<std::string> result;
-  auto consider = [&](const std::string& name) {
-    auto m = view.find(name);
-    if (m == nullptr || !m->alive())
-      return;
-    if (!result || name < *result)
-      result = name;
-  };
-  consider(self);
-  for (auto& name : reachable)
-    consider(name);
-  return result;
+  // Members still joining lead only when no up member is in reach (a
+  // cluster being founded): a node that just (re)joined must not take the
+  // lead from the node that admits it.
+  for (bool joining_ok : {false, true}) {
+    std::optional<std::string> result;
+    auto consider = [&](const std::string& name) {
+      auto m = view.find(name);
+      if (m == nullptr || !m->alive())
+        return;
+      if (!joining_ok && m->status == member_status::joining)
+        return;
+      if (!result || name < *result)
+        result = name;
+    };
+    consider(self);
+    for (auto& name : reachable)
+      consider(name);
+    if (result)
+      return result;
+  }
+  return std::nullopt;
 }
 
 bool is_quorum(size_t count, size_t alive) noexcept {

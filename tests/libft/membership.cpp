@@ -129,6 +129,13 @@ TEST_CASE("leader is the lowest-named alive member this node can reach",
   // n1 unreachable from n2: n2 leads in its own view.
   CHECK(ft::leader(v, "n2", {"n3"}) == std::optional<std::string>{"n2"});
   CHECK(ft::leader(v, "n3", {}) == std::optional<std::string>{"n3"});
+  // A joining member does not take the lead from an up one, even with a
+  // lower name.
+  membership w;
+  w.merge(make_member("a", 1, member_status::joining));
+  w.merge(make_member("b", 1, member_status::up));
+  CHECK(ft::leader(w, "a", {"b"}) == std::optional<std::string>{"b"});
+  CHECK(ft::leader(w, "b", {"a"}) == std::optional<std::string>{"b"});
   // A down member never leads, even when listed as reachable.
   v.set_status("n1", 1, member_status::down);
   CHECK(ft::leader(v, "n3", {"n1", "n2"}) == std::optional<std::string>{"n2"});

@@ -97,8 +97,9 @@ private:
 };
 
 /// The deciding node ("leader") as `self` sees it: the lowest name among
-/// alive members that `self` can reach (`reachable` holds the peers its
-/// failure detector trusts; `self` always counts).
+/// up members that `self` can reach (`reachable` holds the peers its
+/// failure detector trusts; `self` always counts); among joining members
+/// only when no up member is in reach.
 std::optional<std::string> leader(const membership& view,
                                   const std::string& self,
                                   const std::vector<std::string>& reachable);
