@@ -592,7 +592,7 @@ private:
     bool lease = until > ns;
     if (lease != had_lease_) {
       had_lease_ = lease;
-      if (!lease)
+      if (!lease && !leaving_)
         log("lease lost: not serving entities until a quorum answers");
     }
     // A node still joining has not heard the real leader yet: it must not

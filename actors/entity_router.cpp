@@ -272,8 +272,10 @@ private:
   }
 
   static bool retryable(const caf::error& err) {
-    if (is(err, errc::entity_unavailable) || is(err, errc::child_stopped)
-        || is(err, errc::replication_failed))
+    // Not `replication_failed`: the entity applied the message but could
+    // not make it durable on enough nodes; sending it again would only be
+    // refused as a duplicate, so the caller learns the truth instead.
+    if (is(err, errc::entity_unavailable) || is(err, errc::child_stopped))
       return true;
     if (err.category() == caf::atom("system")) {
       auto code = static_cast<caf::sec>(err.code());

@@ -63,9 +63,14 @@ caf::behavior counter_behavior(checkpointed<counter_state>& ctx) {
         st.value += *n;
         return std::to_string(st.value);
       }
+      if (cmd == "crash") {
+        // Fault injection (demos, tests, `ftctl`): the entity dies; its
+        // supervisor restarts it from its last snapshot.
+        throw std::runtime_error("counter: crash requested");
+      }
       return make_error(errc::invalid_argument,
                         "counter: unknown command '" + cmd
-                          + "' (known: add N, get)");
+                          + "' (known: add N, get, crash)");
     },
   };
 }

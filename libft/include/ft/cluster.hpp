@@ -78,7 +78,7 @@ private:
 };
 
 /// The stock types `ft-node` registers: `counter` (`add N` → new value,
-/// `get` → value) and `kv` (`put K V` → null, `get K` → value or null,
+/// `get` → value, `crash` → the entity throws, for fault injection) and `kv` (`put K V` → null, `get K` → value or null,
 /// `delete K` → whether it existed, `keys` → array).
 void add_stock_entity_types(entity_types& types);
 
