@@ -155,8 +155,10 @@ public:
   start(node_config cfg, entity_types types,
         std::function<void(caf::actor_system_config&)> customize = {});
 
-  /// Leaves the cluster gracefully (entities checkpoint and stop; the
-  /// others take them over) and shuts down.
+  /// Leaves the cluster gracefully and shuts down: the node stops serving
+  /// its entities at once (its lease ends), announces `left`, and the
+  /// others resume the entities from their newest snapshots (with the
+  /// default checkpoint per message, their current state).
   void stop();
 
   node_status status() const;
