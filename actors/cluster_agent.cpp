@@ -1301,6 +1301,15 @@ private:
       local_.erase(key);
     }
     send(router_, directory_atom::value, dir_.records());
+    // Spawns and moves waiting here finish when their entity is active,
+    // whichever leader completed them (leadership may have moved on).
+    std::vector<std::string> done;
+    for (auto& [key, rps] : waiters_)
+      if (auto rec = dir_.find(key);
+          rec != nullptr && rec->state == entity_state::active)
+        done.push_back(key);
+    for (auto& key : done)
+      finish_waiters(key, *dir_.find(key));
     publish_view();
   }
 
