@@ -34,8 +34,12 @@ constexpr auto ask_timeout = std::chrono::seconds(15);
 constexpr auto unknown_grace = std::chrono::milliseconds(500);
 
 /// How long one delivery attempt waits before it is tried again (the home
-/// may have paused; a new attempt re-reads the directory).
-constexpr auto attempt_timeout = std::chrono::seconds(3);
+/// may have paused; a new attempt re-reads the directory). Longer than a
+/// commit plus replication (`replication.timeout`, 2 s by default), so a
+/// slow acknowledgement is not mistaken for a lost message; a home that
+/// dies is noticed sooner, through the membership (attempts to a node that
+/// left the alive set are sent again at once).
+constexpr auto attempt_timeout = std::chrono::seconds(5);
 
 class router_actor : public caf::event_based_actor {
 public:
