@@ -185,8 +185,7 @@ private:
 
   /// Sent from this process (the node's own actors).
   bool local_sender() {
-    auto s = current_sender();
-    return s == nullptr || s->node() == system().node();
+    return is_local(current_sender(), system());
   }
 
   /// Sent from this process or from a node that proved the secret.

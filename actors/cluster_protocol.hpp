@@ -13,6 +13,7 @@
 #include <vector>
 
 #include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/atom.hpp>
 #include <caf/meta/type_name.hpp>
@@ -178,6 +179,14 @@ struct node_shared {
 using node_shared_ptr = std::shared_ptr<node_shared>;
 
 int64_t steady_ns() noexcept;
+
+/// Whether a message came from this process (an actor of this node, or
+/// anonymous local code): the node's own actors may send any control
+/// message, remote senders only what the handshake allows.
+inline bool is_local(const caf::strong_actor_ptr& sender,
+                     caf::actor_system& sys) {
+  return sender == nullptr || sender->node() == sys.node();
+}
 
 /// HMAC-SHA256 of `data` under `secret`, hex encoded.
 std::string hmac_hex(const std::string& secret, const std::string& data);

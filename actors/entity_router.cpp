@@ -142,8 +142,7 @@ public:
 private:
   /// Sent from this process (the node's own actors and its HTTP endpoint).
   bool local_sender() {
-    auto s = current_sender();
-    return s == nullptr || s->node() == system().node();
+    return is_local(current_sender(), system());
   }
 
   /// Sent from a node the agent greeted (it proved the cluster secret).

@@ -105,8 +105,7 @@ public:
 
 private:
   bool local_sender() {
-    auto s = current_sender();
-    return s == nullptr || s->node() == system().node();
+    return is_local(current_sender(), system());
   }
 
   /// This node's actors, or a node the agent greeted.

@@ -14,6 +14,8 @@
 
 namespace ft {
 
+using detail::context_of;
+
 // -- names --------------------------------------------------------------------
 
 const char* to_string(breaker_state x) noexcept {
@@ -300,12 +302,6 @@ caf::error read_fields(const detail::yaml_reader& in, const YAML::Node& root,
   return caf::none;
 }
 
-std::string context_of(const caf::error& err) {
-  if (!err || err.context().empty()
-      || !err.context().match_element<std::string>(0))
-    return {};
-  return err.context().get_as<std::string>(0);
-}
 
 /// Turns `source:line: field ...` from the reader of the nested mapping into
 /// `source:line: adaptive.field ...`, the name `validate` uses.

@@ -27,17 +27,12 @@
 
 namespace ft {
 
+using detail::context_of;
+
 // -- host:port ----------------------------------------------------------------
 
 namespace {
 
-/// The error context, or "" when it has none (or not a string).
-std::string context_of(const caf::error& err) {
-  if (!err || err.context().empty()
-      || !err.context().match_element<std::string>(0))
-    return {};
-  return err.context().get_as<std::string>(0);
-}
 
 /// `invalid_config` with `prefix` put in front of the context of `err`.
 caf::error with_prefix(const caf::error& err, const std::string& prefix) {

@@ -21,6 +21,8 @@
 
 namespace ft {
 
+using detail::context_of;
+
 namespace {
 
 constexpr recovery_step_kind all_kinds[] = {
@@ -82,13 +84,6 @@ caf::error config_error(std::string context) {
   return make_error(errc::invalid_config, std::move(context));
 }
 
-/// The context string of `err` (empty if it has none).
-std::string context_of(const caf::error& err) {
-  if (err && !err.context().empty()
-      && err.context().match_element<std::string>(0))
-    return err.context().get_as<std::string>(0);
-  return {};
-}
 
 bool pauses_per_delay(recovery_step_kind x) {
   return x == recovery_step_kind::restart

@@ -5,6 +5,13 @@
 
 namespace ft::detail {
 
+std::string context_of(const caf::error& err) {
+  if (!err || err.context().empty()
+      || !err.context().match_element<std::string>(0))
+    return {};
+  return err.context().get_as<std::string>(0);
+}
+
 yaml_reader::yaml_reader(YAML::Node root, std::string source, errc code)
   : root_(std::move(root)), source_(std::move(source)), code_(code) {
   // nop

@@ -17,6 +17,10 @@
 
 namespace ft::detail {
 
+/// The context string of `err` (empty when it has none, or not a string):
+/// what config readers re-point and prefix.
+std::string context_of(const caf::error& err);
+
 class yaml_reader {
 public:
   /// Reads fields of the mapping `root`; `code` is the error for bad values
