@@ -25,6 +25,9 @@ namespace ft::detail {
 
 namespace {
 
+/// `(sweep_atom)`: the router's timer for overdue delivery attempts.
+using sweep_atom = caf::atom_constant<caf::atom("ftsweep")>;
+
 /// How long a message may wait for its entity before the caller gets
 /// `entity_unavailable`.
 constexpr auto ask_timeout = std::chrono::seconds(15);
@@ -136,6 +139,10 @@ public:
         retry_scheduled_ = false;
         wake_all();
       },
+      [this](sweep_atom) {
+        sweep_scheduled_ = false;
+        sweep();
+      },
     };
   }
 
@@ -165,6 +172,8 @@ private:
     uint64_t attempt = 0;
     bool in_flight = false;
     caf::actor_clock::time_point created;
+    /// When the current attempt counts as lost.
+    caf::actor_clock::time_point attempt_deadline;
     /// The node the current attempt went to.
     std::string target;
     caf::error last_error;
@@ -244,9 +253,14 @@ private:
     p.in_flight = true;
     p.target = rec->home;
     auto attempt = ++p.attempt;
-    auto timeout = std::min<caf::timespan>(attempt_timeout, p.deadline - now);
-    auto rh = local ? request(target, timeout, p.msg)
-                    : request(target, timeout, route_atom::value, p.key,
+    // No per-request timeout: CAF 0.17 keeps every request's timeout in
+    // its clock until it fires, which at tens of thousands of requests per
+    // second costs more than the routing. One sweep timer ends overdue
+    // attempts instead.
+    p.attempt_deadline = std::min(now + attempt_timeout, p.deadline);
+    schedule_sweep();
+    auto rh = local ? request(target, caf::infinite, p.msg)
+                    : request(target, caf::infinite, route_atom::value, p.key,
                               p.msg);
     on_any_response(this, rh.id(), [this, id, attempt](caf::message reply) {
       on_reply(id, attempt, reply);
@@ -291,6 +305,34 @@ private:
     if (err.category() == caf::atom("exit"))
       return true;
     return false;
+  }
+
+  void schedule_sweep() {
+    if (sweep_scheduled_)
+      return;
+    sweep_scheduled_ = true;
+    delayed_send(this, std::chrono::milliseconds(250), sweep_atom::value);
+  }
+
+  /// Ends attempts that are overdue (their reply, if it still comes, is
+  /// ignored) and sends those messages again.
+  void sweep() {
+    auto now = clock().now();
+    bool in_flight = false;
+    for (auto& [id, p] : pending_) {
+      if (!p.in_flight)
+        continue;
+      if (now >= p.attempt_deadline) {
+        p.in_flight = false;
+        ++p.attempt;
+        p.last_error = caf::make_error(caf::sec::request_timeout);
+      } else {
+        in_flight = true;
+      }
+    }
+    wake_all();
+    if (in_flight)
+      schedule_sweep();
   }
 
   void schedule_retry() {
@@ -342,6 +384,7 @@ private:
   uint64_t next_id_ = 0;
   int64_t start_ns_ = steady_ns();
   bool retry_scheduled_ = false;
+  bool sweep_scheduled_ = false;
 };
 
 } // namespace

@@ -254,12 +254,13 @@ void bench_remote_request() {
                            [k](caf::error&) { k(false); });
                  });
   };
-  // Warm up both paths, then alternate and keep the best of three.
+  // Warm up both paths, then alternate and keep the best of five: on two
+  // cores shared by both nodes and the client, single runs vary by ±20%.
   via_key();
   direct();
   double best_key = 0;
   double best_raw = 0;
-  for (int round = 0; round < 3; ++round) {
+  for (int round = 0; round < 5; ++round) {
     best_raw = std::max(best_raw, direct());
     best_key = std::max(best_key, via_key());
   }
