@@ -306,14 +306,8 @@ caf::error read_fields(const detail::yaml_reader& in, const YAML::Node& root,
 /// Turns `source:line: field ...` from the reader of the nested mapping into
 /// `source:line: adaptive.field ...`, the name `validate` uses.
 caf::error in_adaptive(const caf::error& err, const std::string& source) {
-  auto ctx = context_of(err);
-  if (ctx.compare(0, source.size(), source) != 0)
-    return err;
-  auto pos = ctx.find(": ", source.size());
-  if (pos == std::string::npos)
-    return err;
-  return make_error(errc::invalid_breaker_config,
-                    ctx.insert(pos + 2, "adaptive."));
+  return detail::in_section(err, source, "adaptive",
+                            errc::invalid_breaker_config);
 }
 
 caf::error read_adaptive(const detail::yaml_reader& in,

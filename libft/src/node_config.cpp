@@ -271,17 +271,10 @@ struct node_document {
   }
 };
 
-/// Turns `source:line: field ...` from the reader of a section into
-/// `source:line: section.field ...`, the name `validate` uses.
+/// `source:line: section.field ...` as `invalid_config`.
 caf::error in_section(const caf::error& err, const std::string& source,
                       const std::string& section) {
-  auto ctx = context_of(err);
-  if (ctx.compare(0, source.size(), source) != 0)
-    return err;
-  auto pos = ctx.find(": ", source.size());
-  if (pos == std::string::npos)
-    return err;
-  return make_error(errc::invalid_config, ctx.insert(pos + 2, section + "."));
+  return detail::in_section(err, source, section, errc::invalid_config);
 }
 
 /// Reads the section `name` with `read` (which sees it as a mapping);

@@ -12,6 +12,17 @@ std::string context_of(const caf::error& err) {
   return err.context().get_as<std::string>(0);
 }
 
+caf::error in_section(const caf::error& err, const std::string& source,
+                      const std::string& section, errc code) {
+  auto ctx = context_of(err);
+  if (ctx.compare(0, source.size(), source) != 0)
+    return err;
+  auto pos = ctx.find(": ", source.size());
+  if (pos == std::string::npos)
+    return err;
+  return make_error(code, ctx.insert(pos + 2, section + "."));
+}
+
 yaml_reader::yaml_reader(YAML::Node root, std::string source, errc code)
   : root_(std::move(root)), source_(std::move(source)), code_(code) {
   // nop

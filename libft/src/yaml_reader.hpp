@@ -21,6 +21,12 @@ namespace ft::detail {
 /// what config readers re-point and prefix.
 std::string context_of(const caf::error& err);
 
+/// Turns `source:line: field ...` from the reader of a nested mapping into
+/// `source:line: section.field ...` (the name `validate` uses), as error
+/// `code`; other errors pass unchanged.
+caf::error in_section(const caf::error& err, const std::string& source,
+                      const std::string& section, errc code);
+
 class yaml_reader {
 public:
   /// Reads fields of the mapping `root`; `code` is the error for bad values
