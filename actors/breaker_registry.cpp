@@ -15,6 +15,7 @@
 
 #include "ft/error.hpp"
 
+#include "breaker_events.hpp"
 #include "wall_clock.hpp"
 
 namespace ft {
@@ -161,9 +162,17 @@ private:
   circuit& get(const std::string& scope, const std::string& key) {
     auto& keys = circuits_[scope];
     auto i = keys.find(key);
-    if (i == keys.end())
+    if (i == keys.end()) {
       i = keys.emplace(key, circuit{breaker{config_of(scope), now_()}, 0})
             .first;
+      if (!opts_.subscribers.empty())
+        i->second.cb.on_transition(
+          [this, name = scope + "/" + key](const breaker_transition& t) {
+            auto ev = detail::transition_event(name, t);
+            for (auto& sub : opts_.subscribers)
+              send(sub, ev);
+          });
+    }
     return i->second;
   }
 

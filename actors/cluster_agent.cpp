@@ -209,8 +209,9 @@ private:
 
   caf::error refused() {
     auto s = current_sender();
-    log("refused a control message from unauthenticated node "
-        + (s ? caf::to_string(s->node()) : std::string{"?"}));
+    note("refused a control message from unauthenticated node "
+        + (s ? caf::to_string(s->node()) : std::string{"?"}),
+            "auth_refused", 3);
     return make_error(errc::auth_failed,
                       "not a member of this cluster: greet first");
   }
@@ -247,6 +248,17 @@ private:
   void log(const std::string& what) {
     std::fprintf(stderr, "%s ft-node %s: %s\n", iso_now().c_str(),
                  self_.name.c_str(), what.c_str());
+  }
+
+  /// Logs `what` and journals it as a cluster event of `kind` (severity
+  /// 1-4) about `subject` (default: this node), so operators see
+  /// membership and failover in `GET /api/events` and alerts.
+  void note(const std::string& what, const char* kind, uint8_t severity,
+            const std::string& subject = {}) {
+    log(what);
+    if (sh_->telemetry)
+      sh_->telemetry->cluster(kind, severity,
+                              subject.empty() ? self_.name : subject, what);
   }
 
   static std::string iso_now() {
@@ -292,7 +304,8 @@ private:
   void found_cluster() {
     self_.status = member_status::up;
     view_.merge(self_);
-    log("founded the cluster (no seed answered)" + std::string());
+    note("founded the cluster (no seed answered)" + std::string(),
+        "founded", 1);
     joined();
   }
 
@@ -406,7 +419,7 @@ private:
     last_join_error_ = addr + ": " + why;
     // A wrong secret or a duplicate name will not heal by retrying.
     if (is(err, errc::auth_failed) || is(err, errc::duplicate_node_name)) {
-      log("join refused by " + addr + ": " + why);
+      note("join refused by " + addr + ": " + why, "join_refused", 3);
       if (join_rp_.pending())
         join_rp_.deliver(err);
       joined_ok_ = true; // stop trying
@@ -435,8 +448,8 @@ private:
       on_directory_changed();
     if (join && self_.status != member_status::up && !joined_ok_) {
       joined_ok_ = true;
-      log("joined the cluster through " + rep.self.info.name + " (" + addr
-          + ")");
+      note("joined the cluster through " + rep.self.info.name + " (" + addr
+          + ")", "joined", 1);
       joined();
       // Once the greetings to the other members are through (next ticks),
       // copy the snapshots this node missed while it was away.
@@ -454,8 +467,9 @@ private:
     auto n = nonces_.find(msg.nonce);
     auto expect = hmac_hex(sh_->secret, "hello|" + msg.nonce + "|" + who.name);
     if (n == nonces_.end() || n->second != who.name || msg.proof != expect) {
-      log("refused node '" + who.name + "' (" + who.host + ":"
-          + std::to_string(who.port) + "): wrong cluster secret");
+      note("refused node '" + who.name + "' (" + who.host + ":"
+          + std::to_string(who.port) + "): wrong cluster secret",
+              "auth_refused", 3, who.name);
       return make_error(errc::auth_failed,
                         "node " + self_.name
                           + " refused the join: wrong cluster secret");
@@ -475,9 +489,10 @@ private:
                   && t->second.seen
                   && clock().now() - t->second.last_heartbeat < min_down();
       if (live || cur->incarnation > who.incarnation) {
-        log("refused node '" + who.name + "' from " + who.host + ":"
+        note("refused node '" + who.name + "' from " + who.host + ":"
             + std::to_string(who.port)
-            + ": a live member already has that name");
+            + ": a live member already has that name",
+                "join_refused", 3, who.name);
         return make_error(errc::duplicate_node_name,
                           "a node named '" + who.name
                             + "' is already a member (at " + cur->host + ":"
@@ -493,8 +508,8 @@ private:
     rep.view = view_.records();
     rep.directory = dir_.records();
     if (msg.join)
-      log("admitted node '" + who.name + "' (" + who.host + ":"
-          + std::to_string(who.port) + ")");
+      note("admitted node '" + who.name + "' (" + who.host + ":"
+          + std::to_string(who.port) + ")", "member_admitted", 1, who.name);
     return rep;
   }
 
@@ -532,7 +547,7 @@ private:
         auto t = tracks_.find(name);
         if (t != tracks_.end())
           t->second.connection_lost = true;
-        log("lost the connection to " + name);
+        note("lost the connection to " + name, "connection_lost", 2, name);
         // A reset connection to a live node must not cost it its
         // membership: dial again (a dead one simply does not answer).
         auto m = view_.find(name);
@@ -558,8 +573,8 @@ private:
     bool paused = last_tick_ != time_point{}
                   && now - last_tick_ > interval + min_down();
     if (paused)
-      log("resumed after a pause of about "
-          + render_seconds(now - last_tick_ - interval));
+      note("resumed after a pause of about "
+          + render_seconds(now - last_tick_ - interval), "paused", 2);
     last_tick_ = now;
     send_heartbeats(ns);
     check_fences();
@@ -592,7 +607,8 @@ private:
     if (lease != had_lease_) {
       had_lease_ = lease;
       if (!lease && !leaving_)
-        log("lease lost: not serving entities until a quorum answers");
+        note("lease lost: not serving entities until a quorum answers",
+            "lease_lost", 3);
     }
     // A node still joining has not heard the real leader yet: it must not
     // crown itself and start declaring others down.
@@ -739,9 +755,10 @@ private:
   void become_down(const std::string& why) {
     if (leaving_)
       return;
-    log("declared down by the cluster (" + why + "): stopping "
+    note("declared down by the cluster (" + why + "): stopping "
         + std::to_string(local_.size())
-        + " stale entities, then rejoining as a new incarnation");
+        + " stale entities, then rejoining as a new incarnation",
+        "fenced", 4);
     sh_->lease_until_ns.store(0);
     for (auto& [key, handle] : local_) {
       drop_local(key);
@@ -796,7 +813,7 @@ private:
         view_changed = true;
         if (name == self_.name)
           self_.status = member_status::up;
-        log("node '" + name + "' is up");
+        note("node '" + name + "' is up", "member_up", 1, name);
         if (name != self_.name)
           joined_up = true;
       }
@@ -820,8 +837,9 @@ private:
       if (view_.set_status(name, inc, member_status::down)) {
         view_changed = true;
         fences_[std::make_pair(name, inc)] = fence{now_ns(), std::nullopt};
-        log("declared node '" + name + "' down (silent for "
-            + render_seconds(now - tracks_.at(name).last_heartbeat) + ")");
+        note("declared node '" + name + "' down (silent for "
+            + render_seconds(now - tracks_.at(name).last_heartbeat) + ")",
+                "member_down", 3, name);
       }
     }
     if (view_changed) {
@@ -861,11 +879,12 @@ private:
           next.home_incarnation = view_.find(*where)->incarnation;
           next.state = entity_state::starting;
           sh_->failovers.fetch_add(1);
-          log("entity '" + key + "': home '" + rec.home + "' is gone; "
-              + "resuming it on '" + *where + "'");
+          note("entity '" + key + "': home '" + rec.home + "' is gone; "
+              + "resuming it on '" + *where + "'", "failover", 2, key);
         } else if (rec.state != entity_state::orphaned) {
           next.state = entity_state::orphaned;
-          log("entity '" + key + "' is orphaned: " + render(where.error()));
+          note("entity '" + key + "' is orphaned: " + render(where.error()),
+              "entity_orphaned", 3, key);
         } else {
           continue;
         }
@@ -915,8 +934,8 @@ private:
     auto moves = plan_rebalance(homes, fixed, candidates());
     if (moves.empty())
       return;
-    log("rebalancing: moving " + std::to_string(moves.size())
-        + " entities to even out the load");
+    note("rebalancing: moving " + std::to_string(moves.size())
+        + " entities to even out the load", "rebalance", 1);
     rebalancing_ = true;
     next_move(std::make_shared<decltype(moves)>(std::move(moves)), 0);
   }
@@ -999,8 +1018,9 @@ private:
           finish_waiters(rec.key, next);
         },
         [this, rec, tag](caf::error& err) {
-          log("starting entity '" + rec.key + "' on '" + rec.home
-              + "' failed: " + render(err));
+          note("starting entity '" + rec.key + "' on '" + rec.home
+              + "' failed: " + render(err),
+              "entity_start_failed", 3, rec.key);
           // Let a later tick try again (the home may recover or be
           // declared down, which picks another).
           delayed_send(this, std::chrono::seconds(1), unstart_atom::value,
@@ -1295,7 +1315,8 @@ private:
         stale.push_back(key);
     }
     for (auto& key : stale) {
-      log("stopping stale entity '" + key + "' (now homed elsewhere)");
+      note("stopping stale entity '" + key + "' (now homed elsewhere)",
+          "stale_entity_stopped", 2, key);
       drop_local(key);
       local_.erase(key);
     }

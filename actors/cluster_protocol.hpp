@@ -22,6 +22,8 @@
 #include "ft/membership.hpp"
 #include "ft/placement.hpp"
 
+#include "node_telemetry.hpp"
+
 namespace ft::detail {
 
 // -- handles and handshake ------------------------------------------------------
@@ -166,6 +168,9 @@ struct node_shared {
   std::atomic<int64_t> lease_until_ns{0};
   std::atomic<uint64_t> restarts{0};
   std::atomic<uint64_t> failovers{0};
+
+  /// Events, metrics and alerts of this node (never null once started).
+  std::shared_ptr<node_telemetry> telemetry;
 
   /// A copy of the agent's view and directory for the HTTP endpoint.
   mutable std::mutex mtx;

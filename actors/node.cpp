@@ -33,6 +33,10 @@
 #include <nlohmann/json.hpp>
 
 #include "cluster_protocol.hpp"
+#include "http_support.hpp"
+#include "operator_api.hpp"
+#include "wall_clock.hpp"
+#include "ft/breaker_registry.hpp"
 #include "ft/cluster.hpp"
 #include "ft/error.hpp"
 #include "ft/snapshot_writer.hpp"
@@ -45,8 +49,11 @@ using json = nlohmann::json;
 
 namespace {
 
+using detail::body_object;
 using detail::node_shared;
 using detail::node_shared_ptr;
+using detail::reply_error;
+using detail::reply_json;
 
 /// `(join_atom) -> bool` and `(leave_atom) -> bool`, as the agent names
 /// them.
@@ -141,62 +148,6 @@ json record_json(const entity_record& x) {
               {"state", to_string(x.state)}};
 }
 
-/// HTTP status for an error, per the contract in the README.
-int http_status(const caf::error& err) {
-  if (err.category() != error_category)
-    return 500;
-  switch (static_cast<errc>(err.code())) {
-    case errc::invalid_argument:
-    case errc::invalid_config:
-      return 400;
-    case errc::unknown_entity:
-    case errc::unknown_entity_type:
-      return 404;
-    case errc::entity_exists:
-      return 409;
-    case errc::entity_unavailable:
-    case errc::placement_failed:
-    case errc::node_down:
-    case errc::replication_failed:
-      return 503;
-    default:
-      return 500;
-  }
-}
-
-std::string error_name(const caf::error& err) {
-  if (err.category() == error_category)
-    return to_string(static_cast<errc>(err.code()));
-  if (err.category() == caf::atom("system"))
-    return caf::to_string(static_cast<caf::sec>(err.code()));
-  return caf::to_string(err.category());
-}
-
-void reply_error(httplib::Response& res, const caf::error& err) {
-  res.status = http_status(err);
-  res.set_content(json{{"error", error_name(err)}, {"message", render(err)}}
-                    .dump(),
-                  "application/json");
-}
-
-void reply_json(httplib::Response& res, const json& body, int status = 200) {
-  res.status = status;
-  res.set_content(body.dump(), "application/json");
-}
-
-/// Parses a request body as a JSON object, or answers 400.
-std::optional<json> body_object(const httplib::Request& req,
-                                httplib::Response& res) {
-  auto body = json::parse(req.body.empty() ? std::string{"{}"} : req.body,
-                          nullptr, false);
-  if (body.is_discarded() || !body.is_object()) {
-    reply_error(res, make_error(errc::invalid_argument,
-                                "request body is not a JSON object"));
-    return std::nullopt;
-  }
-  return body;
-}
-
 } // namespace
 
 // -- node::impl ---------------------------------------------------------------
@@ -208,6 +159,8 @@ public:
     sh_->name = cfg.name;
     sh_->config = std::move(cfg);
     sh_->types = std::move(types);
+    sh_->telemetry = std::make_shared<detail::node_telemetry>(
+      sh_->config.name, sh_->config.alerts);
   }
 
   ~impl() {
@@ -252,11 +205,23 @@ public:
       customize(sys_cfg_);
     sys_ = std::make_unique<caf::actor_system>(sys_cfg_);
     auto& sys = *sys_;
+    // Events from every part of the node go to one sink (journal, metrics,
+    // alerts); it must exist before anything that publishes starts.
+    sink_ = detail::spawn_telemetry_sink(sys, sh_->telemetry);
+    registry_options ropts;
+    ropts.subscribers.push_back(sink_);
+    auto breakers = spawn_breaker_registry(sys, std::move(ropts));
+    if (!breakers)
+      return std::move(breakers.error());
+    breakers_ = *breakers;
     // Snapshot writer: group commit, so entities that checkpoint every
     // message share fsyncs.
     snapshot_writer_options wopts;
     wopts.dir = snap_dir;
     wopts.store.mode = durability::group_commit;
+    wopts.on_commit = [t = sh_->telemetry](const snapshot_commit_info& x) {
+      t->on(x);
+    };
     auto writer = spawn_snapshot_writer(sys, wopts);
     if (!writer)
       return std::move(writer.error());
@@ -268,6 +233,7 @@ public:
     flags.strategy = supervision_strategy::one_for_one;
     flags.intensity = 1000;
     flags.period = std::chrono::seconds(10);
+    flags.subscribers.push_back(sink_);
     auto sup = spawn_supervisor(sys, flags, {});
     if (!sup)
       return std::move(sup.error());
@@ -314,6 +280,8 @@ public:
       ->request(agent_, cfg.join_timeout + std::chrono::seconds(5),
                 join_atom::value)
       .receive([](bool) {}, [&](caf::error& err) { result = std::move(err); });
+    if (!result)
+      started_flag_ = true;
     return result;
   }
 
@@ -326,6 +294,7 @@ public:
     flags.strategy = supervision_strategy::one_for_one;
     flags.intensity = 10;
     flags.period = std::chrono::seconds(60);
+    flags.subscribers.push_back(sink_);
     auto nsup = spawn_supervisor(sys, flags, {});
     if (!nsup)
       return std::move(nsup.error());
@@ -336,14 +305,16 @@ public:
     // Weak: the spec lives in the supervisor, a strong handle would be a
     // reference cycle.
     caf::actor_addr weak_sup = node_sup_.address();
-    auto start_wd = [wcfg, weak_sup](caf::actor_system& sys,
-                                     const caf::message&)
+    auto sink = sink_;
+    auto start_wd = [wcfg, weak_sup, sink](caf::actor_system& sys,
+                                           const caf::message&)
       -> caf::expected<caf::actor> {
       auto sup = caf::actor_cast<caf::actor>(weak_sup);
       if (!sup)
         return make_error(errc::start_failed, "node supervisor gone");
       watchdog_options opts;
       opts.registered_name = node::watchdog_name;
+      opts.subscribers.push_back(sink);
       return spawn_watchdog(sys, wcfg, sup, std::move(opts));
     };
     auto st = pulse_;
@@ -387,6 +358,15 @@ public:
     auto& cfg = sh_->config;
     http_ = std::make_unique<httplib::Server>();
     install_routes(*http_);
+    auto ctx = std::make_shared<detail::operator_context>();
+    ctx->sys = sys_.get();
+    ctx->sh = sh_;
+    ctx->breakers = breakers_;
+    ctx->supervisors = [this] { return supervisors(); };
+    ctx->status = [this] { return status(); };
+    ctx->view = [this] { return view(); };
+    ctx->started = [this] { return started_flag_.load(); };
+    detail::install_operator_routes(*http_, std::move(ctx));
     int port = 0;
     if (cfg.http_port == 0) {
       port = http_->bind_to_any_port(cfg.http_host.c_str());
@@ -423,6 +403,11 @@ public:
                            {"port", st.port},
                            {"http_port", st.http_port},
                            {"pid", static_cast<int64_t>(::getpid())},
+                           {"wall_ms", detail::wall_clock_ms()},
+                           {"restart_history",
+                            json{{"interval_ms", 1000},
+                                 {"counts",
+                                  sh_->telemetry->restart_history()}}},
                            {"watchdog",
                             json{{"state", st.watchdog_state},
                                  {"last_beat_ms", st.watchdog_last_beat_ms},
@@ -607,6 +592,23 @@ public:
              });
   }
 
+  /// The roots of `GET /api/tree`: the node supervisor, the entity
+  /// supervisor and what user code attached.
+  std::vector<caf::actor> supervisors() {
+    std::vector<caf::actor> result{node_sup_, sup_};
+    std::lock_guard<std::mutex> guard{attached_mtx_};
+    result.insert(result.end(), attached_.begin(), attached_.end());
+    return result;
+  }
+
+  void attach_supervisor(caf::actor sup) {
+    if (!sup)
+      return;
+    caf::anon_send(sup, subscribe_atom::value, sink_);
+    std::lock_guard<std::mutex> guard{attached_mtx_};
+    attached_.push_back(std::move(sup));
+  }
+
   std::string home_of(const std::string& key) {
     std::lock_guard<std::mutex> guard{sh_->mtx};
     for (auto& rec : sh_->directory)
@@ -664,7 +666,7 @@ public:
       {
         caf::scoped_actor self{*sys_};
         for (auto& a : {node_sup_, agent_, router_, replicator_, sup_,
-                        counter_, writer_}) {
+                        counter_, breakers_, writer_, sink_}) {
           if (!a)
             continue;
           self->monitor(a);
@@ -677,7 +679,11 @@ public:
         }
       }
       node_sup_ = agent_ = router_ = replicator_ = sup_ = counter_ = writer_
-        = nullptr;
+        = breakers_ = sink_ = nullptr;
+      {
+        std::lock_guard<std::mutex> guard{attached_mtx_};
+        attached_.clear();
+      }
       sys_.reset();
     }
   }
@@ -695,6 +701,15 @@ public:
   caf::actor node_sup_;
   std::shared_ptr<pulse_state> pulse_ = std::make_shared<pulse_state>();
   caf::actor counter_;
+  /// The node's circuit breakers (`GET /api/circuit-breakers`).
+  caf::actor breakers_;
+  /// Records supervisor, breaker, watchdog and recovery events.
+  caf::actor sink_;
+  /// Supervisors user code attached (shown in `GET /api/tree`).
+  std::mutex attached_mtx_;
+  std::vector<caf::actor> attached_;
+  /// Set once the node joined or founded its cluster (startup probe).
+  std::atomic<bool> started_flag_{false};
   caf::actor router_;
   caf::actor replicator_;
   caf::actor agent_;
@@ -742,6 +757,18 @@ caf::actor node::router() const {
 
 caf::actor node::watchdog() const {
   return impl_->watchdog();
+}
+
+caf::actor node::breakers() const {
+  return impl_->breakers_;
+}
+
+caf::actor node::event_sink() const {
+  return impl_->sink_;
+}
+
+void node::attach_supervisor(caf::actor sup) {
+  impl_->attach_supervisor(std::move(sup));
 }
 
 caf::actor_system& node::system() {

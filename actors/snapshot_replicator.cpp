@@ -9,6 +9,7 @@
 // snapshot of its key found anywhere in the cluster into the local store.
 
 #include <algorithm>
+#include <chrono>
 #include <map>
 #include <string>
 #include <utility>
@@ -172,11 +173,20 @@ private:
       auto chars = to_chars(*bytes);
       for (auto* t : targets) {
         auto name = t->info.name;
+        auto sent = std::chrono::steady_clock::now();
+        sh_->telemetry->replica_sent(name);
         request(t->replicator, rep_.timeout, replicate_atom::value, chars)
-          .then([this, id](uint64_t) { on_replica_answer(id, {}, ""); },
-                [this, id, name](caf::error& err) {
-                  on_replica_answer(id, err, name);
-                });
+          .then(
+            [this, id, name, sent](uint64_t) {
+              sh_->telemetry->replica_answered(
+                name, std::chrono::steady_clock::now() - sent, true);
+              on_replica_answer(id, {}, "");
+            },
+            [this, id, name, sent](caf::error& err) {
+              sh_->telemetry->replica_answered(
+                name, std::chrono::steady_clock::now() - sent, false);
+              on_replica_answer(id, err, name);
+            });
       }
     }
     request(writer_, caf::infinite, snapshot_write_atom::value, std::move(env))

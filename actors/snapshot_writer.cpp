@@ -10,6 +10,7 @@
 
 #include "ft/snapshot_writer.hpp"
 
+#include <chrono>
 #include <new>
 #include <utility>
 
@@ -33,7 +34,8 @@ public:
       store_(std::move(store)),
       group_(opts.store.mode == durability::group_commit),
       window_(opts.group_window),
-      max_batch_(opts.max_batch == 0 ? 1 : opts.max_batch) {
+      max_batch_(opts.max_batch == 0 ? 1 : opts.max_batch),
+      on_commit_(std::move(opts.on_commit)) {
     // nop
   }
 
@@ -112,13 +114,29 @@ private:
   }
 
   caf::result<uint64_t> write_one(const snapshot_envelope& x) {
-    if (auto err = store_.write(x)) {
+    auto start = std::chrono::steady_clock::now();
+    auto err = store_.write(x);
+    observe(start, err ? 0 : 1, err ? 1 : 0, err);
+    if (err) {
       ++stats_.rejected;
       return err;
     }
     ++stats_.transactions;
     note_stored(x, 1);
     return x.sequence;
+  }
+
+  /// Tells the `on_commit` observer about one commit.
+  void observe(std::chrono::steady_clock::time_point start, size_t stored,
+               size_t failed, const caf::error& err) {
+    if (!on_commit_)
+      return;
+    snapshot_commit_info info;
+    info.stored = stored;
+    info.failed = failed;
+    info.duration = std::chrono::steady_clock::now() - start;
+    info.error = err;
+    on_commit_(info);
   }
 
   caf::result<uint64_t> add_to_batch(snapshot_envelope&& x) {
@@ -146,6 +164,7 @@ private:
     batch_.clear();
     waiting_.clear();
     caf::expected<std::vector<caf::error>> results{caf::error{}};
+    auto start = std::chrono::steady_clock::now();
     try {
       results = store_.write_batch(batch);
     } catch (const std::bad_alloc&) {
@@ -154,12 +173,21 @@ private:
                            "write_batch: out of memory encoding the batch");
     }
     if (!results) {
+      observe(start, 0, batch.size(), results.error());
       stats_.rejected += batch.size();
       for (auto& rp : waiting)
         rp.deliver(results.error());
       return;
     }
     ++stats_.transactions;
+    if (on_commit_) {
+      size_t failed = 0;
+      caf::error first;
+      for (auto& err : *results)
+        if (err && failed++ == 0)
+          first = err;
+      observe(start, batch.size() - failed, failed, first);
+    }
     for (size_t i = 0; i < batch.size(); ++i) {
       if (auto& err = (*results)[i]) {
         ++stats_.rejected;
@@ -182,6 +210,7 @@ private:
   const bool group_;
   const caf::timespan window_;
   const size_t max_batch_;
+  std::function<void(const snapshot_commit_info&)> on_commit_;
   std::vector<snapshot_envelope> batch_;
   std::vector<caf::typed_response_promise<uint64_t>> waiting_;
   uint64_t batch_no_ = 0;

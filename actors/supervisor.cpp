@@ -156,6 +156,9 @@ private:
     caf::message args;
     restart_delay_state delays;
     std::vector<buffered> buffer;
+    /// For `describe`: restarts so far and the latest exit reason.
+    uint64_t restarts = 0;
+    std::string last_exit;
 
     const std::string& id() const {
       return spec->id;
@@ -335,6 +338,8 @@ private:
     c.state = child_state::running;
     c.up_since = now_();
     ++c.generation;
+    if (kind == event_kind::child_restarted)
+      ++c.restarts;
     if (is_simple())
       dynamic_by_actor_[c.handle.id()] = c.tag;
     publish(kind, c);
@@ -620,6 +625,7 @@ private:
   void child_exited(child& c, const caf::error& reason) {
     auto up_since = c.up_since;
     detach(c);
+    c.last_exit = describe(reason);
     publish(event_kind::child_exited, c, reason);
     switch (decide(c, reason)) {
       case outcome::keep:
@@ -1003,6 +1009,30 @@ private:
     return result;
   }
 
+  supervisor_report report() const {
+    supervisor_report result;
+    result.name = flags_.name;
+    result.strategy = flags_.strategy;
+    result.intensity = flags_.intensity;
+    result.period = flags_.period;
+    result.restarts_in_window = window_.size();
+    result.dynamic_children = dynamic_.size();
+    auto row = [](const child& c, std::string id) {
+      return child_report{std::move(id), c.spec->type, c.state, c.handle,
+                          c.restarts, c.last_exit};
+    };
+    for (auto& c : children_)
+      result.children.push_back(row(*c, c->id()));
+    for (auto& kvp : dynamic_) {
+      if (result.children.size() >= max_described_children) {
+        result.truncated = true;
+        break;
+      }
+      result.children.push_back(row(*kvp.second, std::string{}));
+    }
+    return result;
+  }
+
   child_counts counts() const {
     child_counts result;
     auto count = [&](const child& c) {
@@ -1053,6 +1083,7 @@ private:
       },
       [this](which_children_atom) { return which(); },
       [this](count_children_atom) { return counts(); },
+      [this](describe_atom) { return report(); },
       [this](send_to_child_atom, const std::string& id, caf::message& msg) {
         return to_child(id, msg);
       },
@@ -1154,6 +1185,34 @@ caf::expected<caf::actor> spawn_supervisor(caf::actor_system& sys,
   if (init_error)
     return init_error;
   return sup;
+}
+
+caf::expected<supervision_tree>
+describe_tree(caf::actor_system& sys, const caf::actor& root,
+              caf::timespan timeout) {
+  caf::scoped_actor self{sys};
+  // Depth first; each level asks its supervisor children in turn (a tree
+  // of a node has a handful of supervisors, so sequential is enough).
+  std::function<caf::expected<supervision_tree>(const caf::actor&)> walk;
+  walk = [&](const caf::actor& sup) -> caf::expected<supervision_tree> {
+    caf::expected<supervision_tree> result{supervision_tree{}};
+    self->request(sup, timeout, describe_atom::value)
+      .receive(
+        [&](supervisor_report& rep) { result->report = std::move(rep); },
+        [&](caf::error& err) { result = std::move(err); });
+    if (!result)
+      return result;
+    for (auto& c : result->report.children) {
+      std::unique_ptr<supervision_tree> sub;
+      if (c.type == child_type::supervisor && c.actor
+          && c.state == child_state::running)
+        if (auto x = walk(c.actor))
+          sub = std::make_unique<supervision_tree>(std::move(*x));
+      result->subtrees.push_back(std::move(sub));
+    }
+    return result;
+  };
+  return walk(root);
 }
 
 child_spec supervisor_child(std::string id, supervisor_flags flags,

@@ -225,6 +225,8 @@ caf::error validate(const node_config& x) {
     return with_prefix(err, "fault_tolerance.");
   if (auto err = validate(x.watchdog))
     return with_prefix(err, "watchdog.");
+  if (auto err = validate(x.alerts))
+    return err;
   // TLS is all or nothing: a node with half a setup would silently talk
   // in plain text.
   std::pair<const char*, const std::string*> tls[] = {
@@ -425,6 +427,23 @@ caf::error read_replication(const yaml_reader& in, replication_config& x) {
   return in.read_optional("timeout", x.timeout);
 }
 
+caf::error read_alerts(const yaml_reader& in, alert_config& x) {
+  if (auto err = in.check_known({"min_severity", "command", "url",
+                                 "max_alerts", "interval", "timeout"}))
+    return err;
+  if (auto err = in.read_optional("min_severity", x.min_severity))
+    return err;
+  if (auto err = in.read_optional("command", x.command))
+    return err;
+  if (auto err = in.read_optional("url", x.url))
+    return err;
+  if (auto err = in.read_optional("max_alerts", x.max_alerts))
+    return err;
+  if (auto err = in.read_optional("interval", x.interval))
+    return err;
+  return in.read_optional("timeout", x.timeout);
+}
+
 caf::error read_tls(const yaml_reader& in, node_config& x) {
   if (auto err = in.check_known({"cert_file", "key_file", "ca_file"}))
     return err;
@@ -437,7 +456,8 @@ caf::error read_tls(const yaml_reader& in, node_config& x) {
 
 /// The sections: keys that may stand at the top level next to `node:`.
 const std::set<std::string> section_keys = {"failure_detector", "replication",
-                                            "fault_tolerance", "watchdog"};
+                                            "fault_tolerance", "watchdog",
+                                            "alerts"};
 
 /// The text of the mapping `value` (the value of `key`) alone, every other
 /// line blanked, so a reader of text reports the document's line numbers.
@@ -531,7 +551,7 @@ caf::error read_fields(const node_document& d, const std::string& source,
         {"name", "host", "port", "seeds", "http_host", "http_port",
          "data_dir", "labels", "cluster_secret_file", "failure_detector",
          "lease", "join_timeout", "placement", "rebalance_on_join",
-         "replication", "fault_tolerance", "tls", "watchdog"}))
+         "replication", "fault_tolerance", "tls", "watchdog", "alerts"}))
     return err;
   for (auto [field, dst] :
        {std::pair<const char*, std::string*>{"name", &x.name},
@@ -574,6 +594,10 @@ caf::error read_fields(const node_document& d, const std::string& source,
                               }))
     return err;
   if (auto err = read_watchdog(d, source, x.watchdog))
+    return err;
+  if (auto err = read_section(d, source, "alerts", [&](const yaml_reader& sub) {
+        return read_alerts(sub, x.alerts);
+      }))
     return err;
   // The shared reader checks its own keys and validates the section over
   // the entity defaults x holds.
@@ -1011,6 +1035,30 @@ const cli_option cli_options[] = {
        return bad_value(flag, values.back(),
                         "least_loaded, label_aware or pinned");
      x.placement = *s;
+     return caf::error{};
+   }},
+  {"--alert-command", "alerts.command", "CMD",
+   "Command (/bin/sh -c) run for each alert (events at alerts.min_severity)",
+   [](node_config& x, const std::string&,
+      const std::vector<std::string>& values) {
+     x.alerts.command = values.back();
+     return caf::error{};
+   }},
+  {"--alert-url", "alerts.url", "URL",
+   "http://host:port/path that receives each alert as a JSON POST",
+   [](node_config& x, const std::string&,
+      const std::vector<std::string>& values) {
+     x.alerts.url = values.back();
+     return caf::error{};
+   }},
+  {"--alert-min-severity", "alerts.min_severity", "N",
+   "Lowest severity (1..4) that alerts",
+   [](node_config& x, const std::string& flag,
+      const std::vector<std::string>& values) {
+     auto v = parse_integer(values.back(), 1, 4);
+     if (!v)
+       return bad_value(flag, values.back(), "an integer 1..4");
+     x.alerts.min_severity = static_cast<int>(*v);
      return caf::error{};
    }},
   {"--operator-hook", "watchdog.operator_hook", "CMD",

@@ -437,6 +437,7 @@ hook_invocation::environment() const {
     {"FT_WATCHDOG", watchdog},
     {"FT_FAILED_RECOVERIES", std::to_string(failed_recoveries)},
     {"FT_SUPPRESSED", std::to_string(suppressed)},
+    {"FT_EVENT", event_json},
   };
 }
 

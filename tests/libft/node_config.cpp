@@ -612,7 +612,7 @@ TEST_CASE("every bad node field is named with its line", "[node_config]") {
                Contains("node.yaml:1: node must be a mapping"));
     CHECK_THAT(parse_error("node:\n  name: n1\nname: n2\n"),
                Contains("node.yaml:3: name is not a known field (known: "
-                        "failure_detector, fault_tolerance, node, "
+                        "alerts, failure_detector, fault_tolerance, node, "
                         "replication, watchdog)"));
     CHECK_THAT(parse_error("node:\n  name: n1\n  replication: {factor: 1}\n"
                            "replication: {factor: 2}\n"),

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "ft/alert.hpp"
 #include "ft/breaker.hpp"
 #include "ft/breaker_behavior.hpp"
 #include "ft/breaker_config.hpp"
@@ -11,10 +12,13 @@
 #include "ft/deadline.hpp"
 #include "ft/deadline_request.hpp"
 #include "ft/error.hpp"
+#include "ft/event_journal.hpp"
 #include "ft/events.hpp"
 #include "ft/failure_detector.hpp"
 #include "ft/fault_handler.hpp"
 #include "ft/fwd.hpp"
+#include "ft/health.hpp"
+#include "ft/metrics.hpp"
 #include "ft/recovery.hpp"
 #include "ft/recovery_request.hpp"
 #include "ft/restart_delay.hpp"

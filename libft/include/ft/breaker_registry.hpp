@@ -96,6 +96,11 @@ struct registry_options {
   /// stale ticket lives at most `max(call_timeout, ticket_ttl) + ticket_ttl`
   /// and a lost caller can block a half-open circuit only that long.
   caf::timespan ticket_ttl = std::chrono::seconds(60);
+
+  /// Receive a `breaker_event` (kind `transition`, name `scope/key`) for
+  /// every state change of any circuit, so the node's event journal,
+  /// metrics and alerts see breakers as they see supervisors.
+  std::vector<caf::actor> subscribers;
 };
 
 // -- spawning -----------------------------------------------------------------

@@ -181,6 +181,20 @@ public:
   /// recovery, and `max_recoveries` of them run the operator hook.
   caf::actor watchdog() const;
 
+  /// The node's breaker registry (`ft/breaker_registry.hpp`): circuits
+  /// acquired here show in `GET /api/circuit-breakers`, `/health` and
+  /// `/metrics`, and their transitions in `/api/events` and alerts.
+  caf::actor breakers() const;
+
+  /// Where the node records events: subscribe it to your supervisors
+  /// (`supervisor_flags::subscribers`), guards, watchdogs and recovery
+  /// requests, and their events reach the journal, metrics and alerts.
+  caf::actor event_sink() const;
+
+  /// Adds `sup` to the supervision tree the node reports (`GET /api/tree`,
+  /// `/health`, `ftctl kill actor`) and subscribes the event sink to it.
+  void attach_supervisor(caf::actor sup);
+
   caf::actor_system& system();
 
   uint16_t port() const;

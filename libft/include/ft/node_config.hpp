@@ -10,6 +10,7 @@
 #include <caf/timespan.hpp>
 
 #include "ft/checkpoint.hpp"
+#include "ft/alert.hpp"
 #include "ft/failure_detector.hpp"
 #include "ft/placement.hpp"
 #include "ft/watchdog.hpp"
@@ -105,6 +106,9 @@ struct node_config {
   /// recoveries in a row. Its name defaults to `node`, its `node` to the
   /// node's name.
   watchdog_config watchdog = default_node_watchdog();
+  /// Where events at or above a severity are sent (`alerts:` section,
+  /// `--alert-command`, `--alert-url`, `--alert-min-severity`).
+  alert_config alerts;
 
   static fault_tolerance_config default_entity_fault_tolerance();
 

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -91,6 +92,19 @@ typename Inspector::result_type inspect(Inspector& f, snapshot_problem& x) {
 
 // -- spawning -----------------------------------------------------------------
 
+/// One commit (a single write, or a group-commit batch), for metrics and
+/// health: what the writer's `on_commit` observer is told.
+struct snapshot_commit_info {
+  /// Writes stored by the commit.
+  size_t stored = 0;
+  /// Writes in it answered with an error.
+  size_t failed = 0;
+  /// The store call's wall time (encode, put, commit, sync).
+  caf::timespan duration{0};
+  /// The first error, if any write failed.
+  caf::error error;
+};
+
 struct snapshot_writer_options {
   /// The store's directory.
   std::string dir;
@@ -107,6 +121,10 @@ struct snapshot_writer_options {
 
   /// `group_commit`: a batch this large commits at once.
   size_t max_batch = 1024;
+
+  /// Called in the writer after each commit (keep it cheap and
+  /// thread-safe: it runs on the writer's thread).
+  std::function<void(const snapshot_commit_info&)> on_commit;
 };
 
 /// Opens the store (errors such as `store_unavailable` come back here, not

@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,10 @@ using which_children_atom = caf::atom_constant<caf::atom("ftwhichch")>;
 
 /// `(count_children_atom) -> child_counts`.
 using count_children_atom = caf::atom_constant<caf::atom("ftcountch")>;
+
+/// `(describe_atom) -> supervisor_report`: the supervisor with every child's
+/// state, restart count and last exit reason (for `GET /api/tree`).
+using describe_atom = caf::atom_constant<caf::atom("ftdescribe")>;
 
 /// `(send_to_child_atom, std::string id, caf::message msg) -> reply of child`.
 /// Delivers `msg` to the child with its original sender, so the child's reply
@@ -91,6 +96,58 @@ typename Inspector::result_type inspect(Inspector& f, child_counts& x) {
   return f(caf::meta::type_name("ft.child_counts"), x.specs, x.active,
            x.supervisors, x.workers);
 }
+
+/// One child as `describe` reports it: `child_info` plus its history, so an
+/// operator sees which child keeps failing and why.
+struct child_report {
+  /// Empty for dynamic children (they have no ids; `actor` names them).
+  std::string id;
+  child_type type = child_type::worker;
+  child_state state = child_state::undefined;
+  caf::actor actor;
+  /// Restarts of this child since its spec was added.
+  uint64_t restarts = 0;
+  /// The reason of its latest exit, rendered; empty before the first.
+  std::string last_exit;
+};
+
+/// What `(describe_atom)` answers: enough to draw the tree one level at a
+/// time (children of type supervisor are described by asking them).
+struct supervisor_report {
+  std::string name;
+  supervision_strategy strategy = supervision_strategy::one_for_one;
+  int intensity = 0;
+  caf::timespan period{0};
+  /// Restarts now inside the intensity window.
+  size_t restarts_in_window = 0;
+  /// All dynamic children (simple_one_for_one), of which at most
+  /// `max_described_children` are listed in `children`.
+  size_t dynamic_children = 0;
+  /// Whether `children` leaves some out.
+  bool truncated = false;
+  std::vector<child_report> children;
+};
+
+/// A simple_one_for_one supervisor may run a million children: `describe`
+/// lists this many and counts the rest.
+constexpr size_t max_described_children = 100;
+
+/// One supervisor and, below it, every running sub-supervisor.
+struct supervision_tree {
+  supervisor_report report;
+  /// Parallel to `report.children`: the sub-tree of a running child of
+  /// type supervisor, else empty.
+  std::vector<std::unique_ptr<supervision_tree>> subtrees;
+};
+
+/// Describes `root` and every running sub-supervisor below it, depth first,
+/// each answer waited for up to `timeout`. Blocks the calling thread (it
+/// uses a scoped actor): call it from outside actors, e.g. an HTTP thread.
+/// A sub-supervisor that does not answer in time (or is gone) is left out;
+/// the root's failure is the result.
+caf::expected<supervision_tree>
+describe_tree(caf::actor_system& sys, const caf::actor& root,
+              caf::timespan timeout = std::chrono::seconds(2));
 
 // -- spawning -----------------------------------------------------------------
 
@@ -195,3 +252,4 @@ auto request_child(Self& self, const caf::actor& sup, std::string id,
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ft::child_spec)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ft::child_info)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<ft::child_info>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(ft::supervisor_report)

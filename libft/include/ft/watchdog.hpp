@@ -358,9 +358,12 @@ struct hook_invocation {
   int failed_recoveries = 0;
   /// Escalations whose hook runs the rate limit suppressed before this one.
   size_t suppressed = 0;
+  /// The whole event as JSON (alerts set it; empty for the watchdog).
+  std::string event_json;
 
   /// `FT_SEVERITY`, `FT_WORKER`, `FT_KIND`, `FT_DETAIL`, `FT_NODE`,
-  /// `FT_WATCHDOG`, `FT_FAILED_RECOVERIES`, `FT_SUPPRESSED` with values.
+  /// `FT_WATCHDOG`, `FT_FAILED_RECOVERIES`, `FT_SUPPRESSED`, `FT_EVENT`
+  /// with values.
   std::vector<std::pair<std::string, std::string>> environment() const;
 };
 
