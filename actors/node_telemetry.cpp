@@ -80,6 +80,14 @@ node_telemetry::node_telemetry(std::string node, alert_config alerts)
     metrics_(label_set{{"node", node_}}),
     limiter_(alerts_.max_alerts, alerts_.interval) {
   metrics_.gauge("ft_up", "1 while the node runs").set(1);
+  // The node-wide series exist from the start (at 0), so a dashboard or
+  // an alert rule sees "none yet" rather than "no such metric".
+  metrics_.counter("ft_snapshot_writes_total", writes_help);
+  metrics_.counter("ft_snapshot_write_failures_total", write_failures_help);
+  metrics_.histogram("ft_snapshot_write_seconds", write_seconds_help);
+  metrics_.counter("ft_retries_total", retries_help);
+  metrics_.counter("ft_alerts_total", alerts_help, {{"result", "sent"}});
+  metrics_.counter("ft_alerts_total", alerts_help, {{"result", "suppressed"}});
 }
 
 // -- recording ----------------------------------------------------------------
