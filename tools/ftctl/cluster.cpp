@@ -13,39 +13,30 @@
 // error; 3 the entity (or entity type) does not exist (HTTP 404).
 
 #include <algorithm>
-#include <charconv>
-#include <cstdlib>
+#include <cstdio>
 #include <functional>
 #include <iostream>
-#include <map>
-#include <optional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <CLI/CLI.hpp>
-#include <httplib.h>
 #include <nlohmann/json.hpp>
 
-namespace ftctl {
-
-/// Prints rows as aligned columns under a header (main.cpp).
-void print_table(const std::vector<std::string>& header,
-                 const std::vector<std::vector<std::string>>& rows);
-
-} // namespace ftctl
+#include "ftctl.hpp"
 
 namespace {
 
+using ftctl::cell;
+using ftctl::exit_error;
+using ftctl::field;
+using ftctl::node_api;
+using ftctl::print_json;
 using json = nlohmann::json;
-
-constexpr int exit_error = 1;
-constexpr int exit_not_found = 3;
-
-constexpr const char* default_node = "127.0.0.1:8101";
 
 /// Options every cluster command shares.
 struct cluster_options {
-  std::string node = default_node;
+  std::string node;
   std::string format = "table";
   // Command arguments (each command uses some).
   std::string type;
@@ -57,150 +48,8 @@ struct cluster_options {
   std::string to;
 };
 
-/// Renders any JSON value for a table cell: strings without quotes, null as
-/// `-`.
-std::string cell(const json& x) {
-  if (x.is_null())
-    return "-";
-  if (x.is_string())
-    return x.get<std::string>();
-  return x.dump();
-}
-
-/// Field `name` of `obj` as a cell (`-` when absent).
-std::string field(const json& obj, const char* name) {
-  if (!obj.is_object())
-    return "-";
-  auto i = obj.find(name);
-  return i == obj.end() ? "-" : cell(*i);
-}
-
-/// `HOST:PORT` (an `http://` prefix is accepted, as `ft-launch` prints
-/// URLs).
-struct endpoint {
-  std::string host;
-  int port = 0;
-};
-
-std::optional<endpoint> parse_endpoint(std::string text) {
-  constexpr std::string_view scheme = "http://";
-  if (text.compare(0, scheme.size(), scheme) == 0)
-    text.erase(0, scheme.size());
-  while (!text.empty() && text.back() == '/')
-    text.pop_back();
-  auto colon = text.rfind(':');
-  if (colon == std::string::npos || colon == 0)
-    return std::nullopt;
-  endpoint result;
-  result.host = text.substr(0, colon);
-  auto first = text.data() + colon + 1;
-  auto last = text.data() + text.size();
-  auto [ptr, ec] = std::from_chars(first, last, result.port);
-  if (ec != std::errc{} || ptr != last || first == last || result.port < 1
-      || result.port > 65535)
-    return std::nullopt;
-  return result;
-}
-
-/// What went wrong in words an operator acts on (httplib's names are terse).
-std::string describe(httplib::Error err) {
-  switch (err) {
-    case httplib::Error::Connection:
-      return "connection refused or failed (is the node running?)";
-    case httplib::Error::ConnectionTimeout:
-      return "no connection within 2 s";
-    case httplib::Error::Read:
-      return "no complete reply within 30 s (or the node closed the "
-             "connection)";
-    case httplib::Error::Write:
-      return "sending the request failed";
-    default:
-      return httplib::to_string(err);
-  }
-}
-
-/// One node's HTTP API with the timeouts an operator expects (connect 2 s,
-/// read 30 s: a migration or an ask may wait for a failover). Reports every
-/// failure on stderr and remembers the exit code it maps to.
-class node_api {
-public:
-  explicit node_api(const cluster_options& opts) : name_(opts.node) {
-    // nop
-  }
-
-  /// The body of a 2xx reply, or nullopt after reporting the failure.
-  std::optional<json> get(const std::string& path) {
-    return call(path, nullptr);
-  }
-
-  std::optional<json> post(const std::string& path, const json& body) {
-    return call(path, &body);
-  }
-
-  int rc() const noexcept {
-    return rc_;
-  }
-
-private:
-  std::optional<json> call(const std::string& path, const json* body) {
-    auto ep = parse_endpoint(name_);
-    if (!ep) {
-      std::cerr << "ftctl: error: invalid --node " << name_
-                << " (expected HOST:PORT)\n";
-      rc_ = exit_error;
-      return std::nullopt;
-    }
-    httplib::Client cli{ep->host, ep->port};
-    cli.set_connection_timeout(2, 0);
-    cli.set_read_timeout(30, 0);
-    // Paths are built with encode_query_param; no second encoding.
-    cli.set_url_encode(false);
-    auto res = body ? cli.Post(path.c_str(), body->dump(), "application/json")
-                    : cli.Get(path.c_str());
-    if (!res) {
-      std::cerr << "ftctl: cannot reach node " << name_ << ": "
-                << describe(res.error()) << '\n';
-      rc_ = exit_error;
-      return std::nullopt;
-    }
-    auto doc = json::parse(res->body, nullptr, false);
-    if (res->status >= 200 && res->status < 300) {
-      if (doc.is_discarded()) {
-        std::cerr << "ftctl: error: node " << name_
-                  << " sent a reply that is not JSON (HTTP " << res->status
-                  << ")\n";
-        rc_ = exit_error;
-        return std::nullopt;
-      }
-      return doc;
-    }
-    // Errors are {"error": "<errc name>", "message": "human text"}.
-    std::string error = "http_" + std::to_string(res->status);
-    std::string message = res->body;
-    if (doc.is_object()) {
-      error = field(doc, "error");
-      message = field(doc, "message");
-      // A message rendered from the error may start with its name already.
-      if (message.compare(0, error.size() + 2, error + ": ") == 0)
-        message.erase(0, error.size() + 2);
-    }
-    std::cerr << "ftctl: error: " << error << ": " << message << '\n';
-    rc_ = res->status == 404 || error == "unknown_entity" ? exit_not_found
-                                                          : exit_error;
-    return std::nullopt;
-  }
-
-  std::string name_;
-  int rc_ = 0;
-};
-
 std::string entity_path(const std::string& key, const char* suffix = "") {
-  // Percent-encodes everything but unreserved characters, `/` included.
-  return "/api/entities/" + httplib::detail::encode_query_param(key) + suffix;
-}
-
-void print_json(const json& x) {
-  std::cout << x.dump(2) << '\n';
+  return "/api/entities/" + ftctl::url_encode(key) + suffix;
 }
 
 /// Entity records (`{"key","type","node","epoch","state"}`) as a table.
@@ -239,7 +88,7 @@ std::string labels_cell(const json& x) {
 // -- commands -----------------------------------------------------------------
 
 int nodes_cmd(const cluster_options& opts) {
-  node_api api{opts};
+  node_api api{opts.node};
   auto doc = api.get("/api/nodes");
   if (!doc)
     return api.rc();
@@ -271,7 +120,7 @@ int nodes_cmd(const cluster_options& opts) {
 }
 
 int entity_ls_cmd(const cluster_options& opts) {
-  node_api api{opts};
+  node_api api{opts.node};
   auto doc = api.get("/api/entities");
   if (!doc)
     return api.rc();
@@ -312,7 +161,7 @@ int entity_spawn_cmd(const cluster_options& opts) {
     }
     body["requires"] = std::move(req);
   }
-  node_api api{opts};
+  node_api api{opts.node};
   auto doc = api.post("/api/entities", body);
   if (!doc)
     return api.rc();
@@ -321,7 +170,7 @@ int entity_spawn_cmd(const cluster_options& opts) {
 
 int entity_ask_cmd(const cluster_options& opts) {
   json body = {{"message", opts.message}, {"args", opts.args}};
-  node_api api{opts};
+  node_api api{opts.node};
   auto doc = api.post(entity_path(opts.key, "/ask"), body);
   if (!doc)
     return api.rc();
@@ -337,7 +186,7 @@ int entity_ask_cmd(const cluster_options& opts) {
 }
 
 int entity_where_cmd(const cluster_options& opts) {
-  node_api api{opts};
+  node_api api{opts.node};
   auto doc = api.get(entity_path(opts.key));
   if (!doc)
     return api.rc();
@@ -345,7 +194,7 @@ int entity_where_cmd(const cluster_options& opts) {
 }
 
 int entity_migrate_cmd(const cluster_options& opts) {
-  node_api api{opts};
+  node_api api{opts.node};
   auto doc = api.post(entity_path(opts.key, "/migrate"), {{"to", opts.to}});
   if (!doc)
     return api.rc();
@@ -364,8 +213,7 @@ std::function<int()> add_cluster_commands(CLI::App& app) {
   // $FT_NODE is read here rather than with CLI11's envname: every command
   // shares `opts->node`, and CLI11 applies an envname to the options of the
   // commands that did not run too, overwriting an explicit --node.
-  if (auto* env = std::getenv("FT_NODE"); env && *env)
-    opts->node = env;
+  opts->node = ftctl::default_node();
   auto add_common = [opts](CLI::App* cmd) {
     cmd->add_option("--node", opts->node,
                     "the node's HTTP endpoint HOST:PORT (default: $FT_NODE, "

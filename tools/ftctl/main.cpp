@@ -8,8 +8,17 @@
 //   ftctl nodes                          (cluster commands: cluster.cpp)
 //   ftctl entity ls | spawn | ask | where | migrate
 //
-// Exit codes: 0 ok; 1 usage or runtime error (the message names the cause);
-// 2 `verify` found bad records; 3 the key, snapshot or entity does not exist.
+//   ftctl health [--component NAME]     (operations: ops.cpp)
+//   ftctl tree
+//   ftctl circuits | circuits reset [KEY] [--scope S] [--all]
+//   ftctl events [--since ID] [--min-severity S] [--follow]
+//   ftctl kill actor PATH | kill node NAME
+//   ftctl doctor [--config FILE] [--node H:P] [--secret-file F]
+//
+// Exit codes: 0 ok; 1 usage or runtime error (the message names the cause;
+// `doctor`: a check failed); 2 `verify` found bad records; 3 the key,
+// snapshot, entity, health component or actor does not exist; 4 `health`:
+// the node (or the component asked for) is unhealthy.
 
 #include <chrono>
 #include <cstdio>
@@ -27,6 +36,8 @@
 
 #include "ft/error.hpp"
 #include "ft/snapshot_store.hpp"
+
+#include "ftctl.hpp"
 
 namespace ftctl {
 
@@ -52,27 +63,6 @@ void print_table(const std::vector<std::string>& header,
     print_row(row);
 }
 
-/// `nodes` and `entity ...` (cluster.cpp); the returned function runs the
-/// selected one, or returns -1 when the command line chose none of them.
-std::function<int()> add_cluster_commands(CLI::App& app);
-
-} // namespace ftctl
-
-namespace {
-
-using json = nlohmann::json;
-
-constexpr int exit_error = 1;
-constexpr int exit_bad_records = 2;
-constexpr int exit_not_found = 3;
-
-int64_t now_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch())
-    .count();
-}
-
-/// `2026-11-23T14:57:00.123Z`.
 std::string iso_time(int64_t ms) {
   auto secs = static_cast<time_t>(ms / 1000);
   std::tm tm{};
@@ -83,6 +73,39 @@ std::string iso_time(int64_t ms) {
   std::snprintf(out, sizeof(out), "%s.%03dZ", buf,
                 static_cast<int>(ms % 1000));
   return out;
+}
+
+caf::expected<store_report> verify_store(const std::string& dir) {
+  ft::snapshot_store_options opts;
+  opts.create = false;
+  opts.read_only = true;
+  auto store = ft::snapshot_store::open(dir, opts);
+  if (!store)
+    return std::move(store.error());
+  auto records = store->list();
+  if (!records)
+    return std::move(records.error());
+  auto bad = store->verify();
+  if (!bad)
+    return std::move(bad.error());
+  return store_report{records->size(), std::move(*bad)};
+}
+
+} // namespace ftctl
+
+namespace {
+
+using json = nlohmann::json;
+
+using ftctl::exit_bad_records;
+using ftctl::exit_error;
+using ftctl::exit_not_found;
+using ftctl::iso_time;
+
+int64_t now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch())
+    .count();
 }
 
 /// `3.2s`, `5m`, `2h`, `4d`.
@@ -248,35 +271,30 @@ int snapshot_rm(const std::string& dir, const std::string& key,
 // -- snapshot verify ----------------------------------------------------------
 
 int snapshot_verify(const std::string& dir, bool as_json) {
-  auto store = open_store(dir, true);
-  if (!store)
-    return fail(store.error());
-  auto records = store->list();
-  if (!records)
-    return fail(records.error());
-  auto bad = store->verify();
-  if (!bad)
-    return fail(bad.error());
+  auto report = ftctl::verify_store(dir);
+  if (!report)
+    return fail(report.error());
+  auto& bad = report->bad;
   if (as_json) {
     auto problems = json::array();
-    for (auto& p : *bad)
+    for (auto& p : bad)
       problems.push_back({{"key", p.key},
                           {"sequence", p.sequence},
                           {"error", ft::render(p.reason)}});
-    json out = {{"records", records->size()},
-                {"bad", bad->size()},
+    json out = {{"records", report->records},
+                {"bad", bad.size()},
                 {"problems", problems}};
     std::cout << out.dump(2) << '\n';
   } else {
     std::vector<std::vector<std::string>> rows;
-    for (auto& p : *bad)
+    for (auto& p : bad)
       rows.push_back({p.key, std::to_string(p.sequence), ft::render(p.reason)});
     if (!rows.empty())
       print_table({"KEY", "SEQ", "PROBLEM"}, rows);
-    std::cout << records->size() << " records checked, " << bad->size()
+    std::cout << report->records << " records checked, " << bad.size()
               << " bad\n";
   }
-  return bad->empty() ? 0 : exit_bad_records;
+  return bad.empty() ? 0 : exit_bad_records;
 }
 
 } // namespace
@@ -323,6 +341,7 @@ int main(int argc, char** argv) {
   add_format(verify);
 
   auto run_cluster_command = ftctl::add_cluster_commands(app);
+  auto run_ops_command = ftctl::add_ops_commands(app);
 
   try {
     app.parse(argc, argv);
@@ -341,6 +360,8 @@ int main(int argc, char** argv) {
   if (*verify)
     return snapshot_verify(dir, as_json);
   if (auto rc = run_cluster_command(); rc >= 0)
+    return rc;
+  if (auto rc = run_ops_command(); rc >= 0)
     return rc;
   return exit_error;
 }
