@@ -188,6 +188,7 @@ public:
   virtual void checkpoint_on_demand() = 0;
   virtual uint64_t committed() const noexcept = 0;
   virtual uint64_t restored_from() const noexcept = 0;
+  virtual const std::string& snapshot_key() const noexcept = 0;
 };
 
 recovery_tracker_ptr make_recovery_tracker() {
@@ -211,6 +212,11 @@ uint64_t checkpoint_context::committed_sequence() const noexcept {
 
 uint64_t checkpoint_context::restored_sequence() const noexcept {
   return core_ != nullptr ? core_->restored_from() : 0;
+}
+
+const std::string& checkpoint_context::key() const noexcept {
+  static const std::string none;
+  return core_ != nullptr ? core_->snapshot_key() : none;
 }
 
 namespace {
@@ -392,6 +398,10 @@ public:
 
   uint64_t restored_from() const noexcept override {
     return restored_;
+  }
+
+  const std::string& snapshot_key() const noexcept override {
+    return opts_.key;
   }
 
 private:

@@ -879,8 +879,13 @@ private:
           next.home_incarnation = view_.find(*where)->incarnation;
           next.state = entity_state::starting;
           sh_->failovers.fetch_add(1);
+          // A node restarted under the same name is a new incarnation.
+          auto again = *where == rec.home
+                         ? " (its new incarnation "
+                             + std::to_string(next.home_incarnation) + ")"
+                         : std::string{};
           note("entity '" + key + "': home '" + rec.home + "' is gone; "
-              + "resuming it on '" + *where + "'", "failover", 2, key);
+              + "resuming it on '" + *where + "'" + again, "failover", 2, key);
         } else if (rec.state != entity_state::orphaned) {
           next.state = entity_state::orphaned;
           note("entity '" + key + "' is orphaned: " + render(where.error()),

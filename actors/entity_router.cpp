@@ -185,11 +185,15 @@ private:
     auto id = ++next_id_;
     pending p;
     p.key = std::move(key);
-    // The id is unique per incarnation of this router: name, start time
-    // and a counter.
-    p.msg = with_message_id(sh_->name + "/" + std::to_string(start_ns_) + "/"
-                              + std::to_string(id),
-                            std::move(msg));
+    // A message the caller wrapped keeps the caller's id (its idempotency
+    // key, stable across the caller's restarts). Others get one unique per
+    // incarnation of this router: name, start time and a counter.
+    if (msg.match_elements<message_id_atom, std::string, caf::message>())
+      p.msg = std::move(msg);
+    else
+      p.msg = with_message_id(sh_->name + "/" + std::to_string(start_ns_)
+                                + "/" + std::to_string(id),
+                              std::move(msg));
     p.rp = make_response_promise();
     p.created = clock().now();
     p.deadline = p.created + ask_timeout;

@@ -209,6 +209,8 @@ public:
     // alerts); it must exist before anything that publishes starts.
     sink_ = detail::spawn_telemetry_sink(sys, sh_->telemetry);
     registry_options ropts;
+    ropts.default_config = cfg.breaker_defaults;
+    ropts.scopes = cfg.breaker_scopes;
     ropts.subscribers.push_back(sink_);
     auto breakers = spawn_breaker_registry(sys, std::move(ropts));
     if (!breakers)
@@ -251,6 +253,8 @@ public:
     if (auto err = start_watchdog())
       return err;
     router_ = detail::spawn_router(sys, sh_);
+    sys.registry().put(node::router_name, router_);
+    sys.registry().put(node::breakers_name, breakers_);
     replicator_ = detail::spawn_replicator(sys, sh_, writer_);
     agent_ = detail::spawn_agent(sys, sh_, router_, replicator_, sup_);
     caf::anon_send(router_, agent_);
@@ -678,6 +682,8 @@ public:
             self->send_exit(a, caf::exit_reason::kill);
         }
       }
+      sys_->registry().erase(node::router_name);
+      sys_->registry().erase(node::breakers_name);
       node_sup_ = agent_ = router_ = replicator_ = sup_ = counter_ = writer_
         = breakers_ = sink_ = nullptr;
       {
@@ -757,6 +763,14 @@ caf::actor node::router() const {
 
 caf::actor node::watchdog() const {
   return impl_->watchdog();
+}
+
+caf::actor node_router(caf::actor_system& sys) {
+  return sys.registry().get<caf::actor>(node::router_name);
+}
+
+caf::actor node_breakers(caf::actor_system& sys) {
+  return sys.registry().get<caf::actor>(node::breakers_name);
 }
 
 caf::actor node::breakers() const {

@@ -1,5 +1,6 @@
 #include "ft/breaker_config.hpp"
 
+#include "breaker_config_yaml.hpp"
 #include "yaml_reader.hpp"
 
 #include <cmath>
@@ -361,6 +362,48 @@ caf::error locate(const detail::yaml_reader& in, const caf::error& err) {
 
 } // namespace
 
+namespace detail {
+
+caf::error read_breaker_config(const YAML::Node& root,
+                               const std::string& source, breaker_config& x) {
+  if (!root || root.IsNull()) {
+    x = breaker_config{};
+    return caf::none;
+  }
+  detail::yaml_reader in{root, source, errc::invalid_breaker_config};
+  if (!root.IsMap())
+    return in.fail(root, "breaker settings", "must be a mapping");
+  breaker_config result;
+  if (auto err = in.check_known(
+        {"preset", "failure_threshold", "success_threshold",
+         "recovery_timeout", "reset_timeout_factor", "max_reset_timeout",
+         "call_timeout", "half_open_max_calls", "window", "window_size",
+         "window_duration", "minimum_calls", "failure_rate_threshold",
+         "slow_call_duration", "slow_call_rate_threshold", "adaptive"}))
+    return err;
+  if (in.has("preset")) {
+    auto name = in.text("preset");
+    if (!name)
+      return name.error();
+    auto preset = breaker_preset(*name);
+    if (!preset)
+      return in.fail(root["preset"], "preset",
+                     "= '" + *name
+                       + "' is not production, development or aggressive");
+    result = std::move(*preset);
+  }
+  if (auto err = read_fields(in, root, result))
+    return err;
+  if (auto err = read_adaptive(in, source, result.adaptive))
+    return err;
+  if (auto err = validate(result))
+    return locate(in, err);
+  x = std::move(result);
+  return caf::none;
+}
+
+} // namespace detail
+
 caf::expected<breaker_config>
 breaker_config_from_yaml(const std::string& text, const std::string& source) {
   auto loaded = detail::load_mapping(text, source,
@@ -368,36 +411,10 @@ breaker_config_from_yaml(const std::string& text, const std::string& source) {
                                      "breaker settings");
   if (!loaded)
     return loaded.error();
-  auto& root = *loaded;
-  if (root.IsNull())
-    return breaker_config{};
-  detail::yaml_reader in{root, source, errc::invalid_breaker_config};
   breaker_config result;
   try {
-    if (auto err = in.check_known(
-          {"preset", "failure_threshold", "success_threshold",
-           "recovery_timeout", "reset_timeout_factor", "max_reset_timeout",
-           "call_timeout", "half_open_max_calls", "window", "window_size",
-           "window_duration", "minimum_calls", "failure_rate_threshold",
-           "slow_call_duration", "slow_call_rate_threshold", "adaptive"}))
+    if (auto err = detail::read_breaker_config(*loaded, source, result))
       return err;
-    if (in.has("preset")) {
-      auto name = in.text("preset");
-      if (!name)
-        return name.error();
-      auto preset = breaker_preset(*name);
-      if (!preset)
-        return in.fail(root["preset"], "preset",
-                       "= '" + *name
-                         + "' is not production, development or aggressive");
-      result = std::move(*preset);
-    }
-    if (auto err = read_fields(in, root, result))
-      return err;
-    if (auto err = read_adaptive(in, source, result.adaptive))
-      return err;
-    if (auto err = validate(result))
-      return locate(in, err);
   } catch (const YAML::Exception& ex) {
     return detail::yaml_error(ex, source, errc::invalid_breaker_config);
   }

@@ -4,7 +4,9 @@
 
 #include "ft/node_config.hpp"
 
+#include "breaker_config_yaml.hpp"
 #include "fault_tolerance_yaml.hpp"
+#include "watchdog_yaml.hpp"
 #include "yaml_reader.hpp"
 
 #include <cctype>
@@ -257,8 +259,6 @@ struct node_document {
   YAML::Node doc;
   YAML::Node fields;
   bool nested = false;
-  /// The document's text, for readers that take text (the watchdog's).
-  const std::string* text = nullptr;
 
   /// The value of `key` among the node fields or (nested) at the top level;
   /// an invalid node (false) when neither has it.
@@ -454,94 +454,47 @@ caf::error read_tls(const yaml_reader& in, node_config& x) {
   return in.read_optional("ca_file", x.tls_ca_file);
 }
 
+/// `breakers: {default: {...}, SCOPE: {...}}`: each mapping through the
+/// breaker reader, its errors as `SCOPE.field` (`read_section` adds
+/// `breakers.`).
+caf::error read_breakers(const yaml_reader& in, const std::string& source,
+                         node_config& x) {
+  for (auto kvp : in.root()) {
+    auto scope = kvp.first.as<std::string>();
+    if (scope.empty())
+      return in.fail(kvp.first, "scope", "must not be empty");
+    if (!kvp.second.IsNull() && !kvp.second.IsMap())
+      return in.fail(kvp.second, scope, "must be a mapping");
+    breaker_config cfg;
+    if (auto err = detail::read_breaker_config(kvp.second, source, cfg))
+      return detail::in_section(err, source, scope, errc::invalid_config);
+    if (scope == "default")
+      x.breaker_defaults = std::move(cfg);
+    else
+      x.breaker_scopes[scope] = std::move(cfg);
+  }
+  return caf::none;
+}
+
 /// The sections: keys that may stand at the top level next to `node:`.
 const std::set<std::string> section_keys = {"failure_detector", "replication",
                                             "fault_tolerance", "watchdog",
-                                            "alerts"};
+                                            "alerts", "breakers"};
 
-/// The text of the mapping `value` (the value of `key`) alone, every other
-/// line blanked, so a reader of text reports the document's line numbers.
-/// The section ends at the first line indented no deeper than its key.
-std::string section_text(const std::string& text, const YAML::Node& key,
-                         const YAML::Node& value) {
-  auto key_col = key.Mark().column;
-  auto first = value.Mark().line;
-  auto col = value.Mark().column;
-  std::string result;
-  std::istringstream in{text};
-  std::string line;
-  bool open = true;
-  for (int i = 0; std::getline(in, line); ++i) {
-    if (i < first || !open) {
-      result += '\n';
-      continue;
-    }
-    if (i == first) {
-      auto start = std::min(static_cast<size_t>(col), line.size());
-      result += std::string(start, ' ') + line.substr(start) + '\n';
-      continue;
-    }
-    auto indent = line.find_first_not_of(" \t\r");
-    bool blank = indent == std::string::npos || line[indent] == '#';
-    if (!blank && static_cast<int>(indent) <= key_col) {
-      open = false;
-      result += '\n';
-      continue;
-    }
-    result += line + '\n';
-  }
-  return result;
-}
-
-/// The key node of `key` in the mapping `map` (for its position).
-std::optional<YAML::Node> key_node(const YAML::Node& map,
-                                   const std::string& key) {
-  if (!map.IsMap())
-    return std::nullopt;
-  for (auto kvp : map)
-    if (kvp.first.IsScalar() && kvp.first.Scalar() == key)
-      return kvp.first;
-  return std::nullopt;
-}
-
-/// The `watchdog:` section through the watchdog's own YAML reader (so the
-/// node and a standalone watchdog file accept the same fields and report
-/// the same errors), fed the section's lines at their places.
+/// The `watchdog:` section through the watchdog's own reader (so the node
+/// and a standalone watchdog file accept the same fields and report the
+/// same errors). A section that leaves `name` out keeps the node's.
 caf::error read_watchdog(const node_document& d, const std::string& source,
                          watchdog_config& x) {
-  const YAML::Node value = d.get("watchdog");
-  if (!value || value.IsNull())
-    return caf::none;
-  yaml_reader in{value, source, errc::invalid_config};
-  if (!value.IsMap())
-    return in.fail(value, "watchdog", "must be a mapping");
-  auto key = key_node(d.fields, "watchdog");
-  if (!key)
-    key = key_node(d.doc, "watchdog");
-  if (!key || !d.text)
-    return in.fail(value, "watchdog", "cannot be located in the document");
-  // Under a `watchdog:` key of its own, so a section holding nothing but a
-  // field called `watchdog` is not taken for a wrapper.
-  auto text = "watchdog:\n" + section_text(*d.text, *key, value);
-  auto parsed = watchdog_config_from_yaml(text, source);
-  if (!parsed) {
-    // One line added in front: take it back out of `source:line`.
-    auto ctx = context_of(parsed.error());
-    if (ctx.compare(0, source.size() + 1, source + ":") == 0) {
-      auto colon = ctx.find(':', source.size() + 1);
-      auto num = ctx.substr(source.size() + 1, colon - source.size() - 1);
-      if (colon != std::string::npos && !num.empty()
-          && num.find_first_not_of("0123456789") == std::string::npos)
-        ctx = source + ":" + std::to_string(std::stoi(num) - 1)
-              + ctx.substr(colon);
-    }
-    return in_section(make_error(errc::invalid_config, ctx), source,
-                      "watchdog");
-  }
-  if (!value["name"])
-    parsed->name = x.name;
-  x = std::move(*parsed);
-  return caf::none;
+  return read_section(d, source, "watchdog", [&](const yaml_reader& sub) {
+    watchdog_config parsed;
+    if (auto err = detail::read_watchdog_config(sub.root(), source, parsed))
+      return err;
+    if (!sub.has("name"))
+      parsed.name = x.name;
+    x = std::move(parsed);
+    return caf::error{};
+  });
 }
 
 caf::error read_fields(const node_document& d, const std::string& source,
@@ -551,7 +504,8 @@ caf::error read_fields(const node_document& d, const std::string& source,
         {"name", "host", "port", "seeds", "http_host", "http_port",
          "data_dir", "labels", "cluster_secret_file", "failure_detector",
          "lease", "join_timeout", "placement", "rebalance_on_join",
-         "replication", "fault_tolerance", "tls", "watchdog", "alerts"}))
+         "replication", "fault_tolerance", "tls", "watchdog", "alerts",
+         "breakers"}))
     return err;
   for (auto [field, dst] :
        {std::pair<const char*, std::string*>{"name", &x.name},
@@ -598,6 +552,11 @@ caf::error read_fields(const node_document& d, const std::string& source,
   if (auto err = read_section(d, source, "alerts", [&](const yaml_reader& sub) {
         return read_alerts(sub, x.alerts);
       }))
+    return err;
+  if (auto err = read_section(d, source, "breakers",
+                              [&](const yaml_reader& sub) {
+                                return read_breakers(sub, source, x);
+                              }))
     return err;
   // The shared reader checks its own keys and validates the section over
   // the entity defaults x holds.
@@ -716,7 +675,7 @@ caf::expected<node_config> parse_document(const std::string& text,
   try {
     const YAML::Node& doc = *loaded;
     bool nested = doc.IsMap() && doc["node"];
-    const node_document d{doc, nested ? doc["node"] : doc, nested, &text};
+    const node_document d{doc, nested ? doc["node"] : doc, nested};
     if (nested) {
       const YAML::Node& fields = d.fields;
       yaml_reader top{doc, source, errc::invalid_config};

@@ -1,5 +1,6 @@
 #include "ft/watchdog.hpp"
 
+#include "watchdog_yaml.hpp"
 #include "yaml_reader.hpp"
 
 #include <algorithm>
@@ -120,72 +121,88 @@ caf::error validate(const watchdog_config& x) {
   return caf::none;
 }
 
+namespace detail {
+
+caf::error read_watchdog_config(const YAML::Node& root,
+                                const std::string& source,
+                                watchdog_config& x) {
+  if (!root || root.IsNull()) {
+    x = watchdog_config{};
+    return caf::none;
+  }
+  detail::yaml_reader in{root, source, errc::invalid_config};
+  if (!root.IsMap())
+    return in.fail(root, "watchdog", "must be a mapping");
+  if (auto err = in.check_known(
+        {"name", "node", "heartbeat_timeout", "progress_timeout",
+         "zombie_timeout", "check_interval", "kill_timeout",
+         "heartbeat_interval", "max_recoveries", "healthy_period",
+         "escalation_severity", "operator_hook", "hook_min_interval",
+         "hook_timeout", "auto_register"}))
+    return err;
+  watchdog_config result;
+  caf::error err;
+  auto read = [&](const char* field, auto& dst) {
+    if (!err)
+      err = in.read_optional(field, dst);
+  };
+  read("name", result.name);
+  read("node", result.node);
+  read("heartbeat_timeout", result.heartbeat_timeout);
+  read("progress_timeout", result.progress_timeout);
+  read("zombie_timeout", result.zombie_timeout);
+  read("check_interval", result.check_interval);
+  read("kill_timeout", result.kill_timeout);
+  read("heartbeat_interval", result.heartbeat_interval);
+  read("max_recoveries", result.max_recoveries);
+  read("healthy_period", result.healthy_period);
+  read("operator_hook", result.operator_hook);
+  read("hook_min_interval", result.hook_min_interval);
+  read("hook_timeout", result.hook_timeout);
+  read("auto_register", result.auto_register);
+  if (err)
+    return err;
+  if (in.has("escalation_severity")) {
+    auto sev = in.integer("escalation_severity");
+    if (!sev)
+      return sev.error();
+    if (*sev < 1 || *sev > 4)
+      return in.fail(root["escalation_severity"], "escalation_severity",
+                     "= " + std::to_string(*sev)
+                       + " is not a severity (1 info, 2 warning, 3 error, "
+                         "4 critical)");
+    result.escalation_severity = static_cast<uint8_t>(*sev);
+  }
+  if (auto bad = validate(result)) {
+    // healthy_period left at its default loses against a longer timeout
+    // the document sets: point at that timeout.
+    auto ctx = render(bad);
+    auto fallback = ctx.find("progress_timeout =") != std::string::npos
+                      ? "progress_timeout"
+                      : "heartbeat_timeout";
+    return in.locate(bad, fallback);
+  }
+  x = std::move(result);
+  return caf::none;
+}
+
+} // namespace detail
+
 caf::expected<watchdog_config>
 watchdog_config_from_yaml(const std::string& text, const std::string& source) {
   auto loaded = detail::load_mapping(text, source, errc::invalid_config,
                                      "watchdog fields");
   if (!loaded)
     return loaded.error();
-  auto root = watchdog_root(*loaded);
-  if (root.IsNull())
-    return watchdog_config{};
+  watchdog_config result;
   try {
-    detail::yaml_reader in{root, source, errc::invalid_config};
-    if (!root.IsMap())
-      return in.fail(root, "watchdog", "must be a mapping");
-    if (auto err = in.check_known(
-          {"name", "node", "heartbeat_timeout", "progress_timeout",
-           "zombie_timeout", "check_interval", "kill_timeout",
-           "heartbeat_interval", "max_recoveries", "healthy_period",
-           "escalation_severity", "operator_hook", "hook_min_interval",
-           "hook_timeout", "auto_register"}))
+    if (auto err = detail::read_watchdog_config(watchdog_root(*loaded), source,
+                                                result))
       return err;
-    watchdog_config result;
-    caf::error err;
-    auto read = [&](const char* field, auto& dst) {
-      if (!err)
-        err = in.read_optional(field, dst);
-    };
-    read("name", result.name);
-    read("node", result.node);
-    read("heartbeat_timeout", result.heartbeat_timeout);
-    read("progress_timeout", result.progress_timeout);
-    read("zombie_timeout", result.zombie_timeout);
-    read("check_interval", result.check_interval);
-    read("kill_timeout", result.kill_timeout);
-    read("heartbeat_interval", result.heartbeat_interval);
-    read("max_recoveries", result.max_recoveries);
-    read("healthy_period", result.healthy_period);
-    read("operator_hook", result.operator_hook);
-    read("hook_min_interval", result.hook_min_interval);
-    read("hook_timeout", result.hook_timeout);
-    read("auto_register", result.auto_register);
-    if (err)
-      return err;
-    if (in.has("escalation_severity")) {
-      auto x = in.integer("escalation_severity");
-      if (!x)
-        return x.error();
-      if (*x < 1 || *x > 4)
-        return in.fail(root["escalation_severity"], "escalation_severity",
-                       "= " + std::to_string(*x)
-                         + " is not a severity (1 info, 2 warning, 3 error, "
-                           "4 critical)");
-      result.escalation_severity = static_cast<uint8_t>(*x);
-    }
-    if (auto bad = validate(result)) {
-      // healthy_period left at its default loses against a longer timeout
-      // the document sets: point at that timeout.
-      auto ctx = render(bad);
-      auto fallback = ctx.find("progress_timeout =") != std::string::npos
-                        ? "progress_timeout"
-                        : "heartbeat_timeout";
-      return in.locate(bad, fallback);
-    }
-    return result;
   } catch (const YAML::Exception& ex) {
     return detail::yaml_error(ex, source, errc::invalid_config);
   }
+  return result;
 }
 
 caf::expected<watchdog_config>

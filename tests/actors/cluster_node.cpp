@@ -7,11 +7,15 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
+
+#include "ft/breaker_registry.hpp"
+#include "ft/checkpoint.hpp"
 
 #include "tools/process_harness.hpp"
 
@@ -23,13 +27,15 @@ struct one_node {
   ft_test::temp_dir dir{"ft-node-auth"};
   std::unique_ptr<ft::node> node;
 
-  one_node() {
+  explicit one_node(std::function<void(ft::node_config&)> customize = {}) {
     ft::node_config cfg;
     cfg.name = "a1";
     cfg.data_dir = (dir / "data").string();
     // Alone: no replicas to wait for.
     cfg.replication.factor = 0;
     cfg.replication.min_acks = 0;
+    if (customize)
+      customize(cfg);
     ft::entity_types types;
     ft::add_stock_entity_types(types);
     auto n = ft::node::start(cfg, std::move(types));
@@ -113,4 +119,73 @@ TEST_CASE("an entity that crashes is restarted with its state and stays "
   CHECK(n.ask("c1", text("get")) == std::string{"5"});
   CHECK(n.ask("c1", text("add", {"1"})) == std::string{"6"});
   CHECK(n.node->status().restarts == 1);
+}
+
+TEST_CASE("a message the caller wrapped with an id keeps it through the "
+          "router, so a retry by the caller is not applied twice",
+          "[cluster_node]") {
+  one_node n;
+  // Code on the node finds the router by name (entities have no handle).
+  REQUIRE(ft::node_router(n.node->system()) == n.node->router());
+  {
+    caf::scoped_actor self{n.node->system()};
+    ft::placement_request req;
+    self
+      ->request(n.node->router(), 30s, ft::entity_spawn_atom::value,
+                std::string{"counter"}, std::string{"c1"}, req)
+      .receive([&](ft::entity_record&) {},
+               [&](caf::error& err) { FAIL(ft::render(err)); });
+  }
+  auto add = ft::with_message_id("task-17", text("add", {"5"}));
+  CHECK(n.ask("c1", add) == std::string{"5"});
+  // The same id again (the caller restarted and replays its effect): the
+  // entity recognises it although the router saw two separate asks.
+  auto again = n.ask("c1", add);
+  REQUIRE_FALSE(again);
+  CHECK(ft::is(again.error(), ft::errc::duplicate_message));
+  CHECK(n.ask("c1", text("get")) == std::string{"5"});
+  // Unwrapped asks still get a fresh id each: both are applied.
+  CHECK(n.ask("c1", text("add", {"1"})) == std::string{"6"});
+  CHECK(n.ask("c1", text("add", {"1"})) == std::string{"7"});
+}
+
+TEST_CASE("the node's breaker registry takes its scopes from the node config "
+          "and is reachable by name",
+          "[cluster_node]") {
+  one_node n{[](ft::node_config& cfg) {
+    ft::breaker_config worker;
+    worker.failure_threshold = 1;
+    worker.recovery_timeout = std::chrono::seconds(30);
+    cfg.breaker_scopes["worker"] = worker;
+  }};
+  auto reg = ft::node_breakers(n.node->system());
+  REQUIRE(reg == n.node->breakers());
+  caf::scoped_actor self{n.node->system()};
+  auto acquire = [&](const std::string& scope) {
+    caf::expected<uint64_t> result{caf::error{}};
+    self
+      ->request(reg, 5s, ft::registry_acquire_atom::value, scope,
+                std::string{"w1"})
+      .receive([&](uint64_t t) { result = t; },
+               [&](caf::error& err) { result = err; });
+    return result;
+  };
+  auto fail = [&](uint64_t ticket) {
+    self
+      ->request(reg, 5s, ft::registry_complete_atom::value, ticket,
+                ft::make_error(ft::errc::invalid_argument, "boom"))
+      .receive([] {}, [&](caf::error& err) { FAIL(ft::render(err)); });
+  };
+  // One failure opens a `worker` circuit (threshold 1 from the config) ...
+  auto t1 = acquire("worker");
+  REQUIRE(t1);
+  fail(*t1);
+  auto refused = acquire("worker");
+  REQUIRE_FALSE(refused);
+  CHECK(ft::is(refused.error(), ft::errc::circuit_open));
+  // ... while another scope keeps the default threshold (5).
+  auto t2 = acquire("hardware");
+  REQUIRE(t2);
+  fail(*t2);
+  CHECK(acquire("hardware"));
 }

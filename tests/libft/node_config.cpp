@@ -612,8 +612,8 @@ TEST_CASE("every bad node field is named with its line", "[node_config]") {
                Contains("node.yaml:1: node must be a mapping"));
     CHECK_THAT(parse_error("node:\n  name: n1\nname: n2\n"),
                Contains("node.yaml:3: name is not a known field (known: "
-                        "alerts, failure_detector, fault_tolerance, node, "
-                        "replication, watchdog)"));
+                        "alerts, breakers, failure_detector, "
+                        "fault_tolerance, node, replication, watchdog)"));
     CHECK_THAT(parse_error("node:\n  name: n1\n  replication: {factor: 1}\n"
                            "replication: {factor: 2}\n"),
                Contains("node.yaml:4: replication is given both under node: "
@@ -932,4 +932,50 @@ TEST_CASE("the operator-hook option sets the node watchdog's hook",
   auto x = cli({"--name", "n1", "--operator-hook", "logger -t ft"});
   CHECK(x.config.watchdog.operator_hook == "logger -t ft");
   CHECK(x.config.watchdog.name == "node");
+}
+
+TEST_CASE("the breakers: section configures the node's breaker registry",
+          "[node_config][breaker]") {
+  SECTION("absent: the breaker defaults, no scopes") {
+    auto x = parse("name: n1\n");
+    CHECK(x.breaker_defaults.failure_threshold == 5);
+    CHECK(x.breaker_scopes.empty());
+  }
+  SECTION("default and named scopes") {
+    auto x = parse("name: n1\n"
+                   "breakers:\n"
+                   "  default:\n"
+                   "    failure_threshold: 7\n"
+                   "  worker:\n"
+                   "    failure_threshold: 3\n"
+                   "    recovery_timeout: 2   # seconds\n"
+                   "  hardware: {preset: aggressive}\n"
+                   "lease: 0.25\n");
+    CHECK(x.breaker_defaults.failure_threshold == 7);
+    REQUIRE(x.breaker_scopes.size() == 2);
+    CHECK(x.breaker_scopes["worker"].failure_threshold == 3);
+    CHECK(x.breaker_scopes["worker"].recovery_timeout == 2s);
+    auto aggressive = ft::breaker_preset("aggressive");
+    REQUIRE(aggressive);
+    CHECK(x.breaker_scopes["hardware"].failure_threshold
+          == aggressive->failure_threshold);
+    CHECK(x.lease == 250ms);
+  }
+  SECTION("bad fields name breakers.scope.field and the line") {
+    CHECK_THAT(parse_error("name: n1\n"
+                           "breakers:\n"
+                           "  worker:\n"
+                           "    failure_threshold: -1\n"),
+               Contains("node.yaml:4: breakers.worker.failure_threshold"));
+    CHECK_THAT(parse_error("name: n1\n"
+                           "breakers:\n"
+                           "  worker:\n"
+                           "    failure_treshold: 3\n"),
+               Contains("node.yaml:4: breakers.worker.failure_treshold is "
+                        "not a known field"));
+    CHECK_THAT(parse_error("name: n1\nbreakers:\n  worker: 3\n"),
+               Contains("node.yaml:3: breakers.worker must be a mapping"));
+    CHECK_THAT(parse_error("name: n1\nbreakers: [1]\n"),
+               Contains("node.yaml:2: breakers must be a mapping"));
+  }
 }

@@ -226,6 +226,10 @@ public:
   /// fresh).
   uint64_t restored_sequence() const noexcept;
 
+  /// The snapshot key (`checkpoint_options::key`; an entity's key), so a
+  /// behaviour knows its own name for reports and watchdogs.
+  const std::string& key() const noexcept;
+
   /// Whether the incarnation started from a snapshot.
   bool restored() const noexcept {
     return restored_sequence() != 0;

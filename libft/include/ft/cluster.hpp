@@ -173,6 +173,13 @@ public:
   /// incarnation runs now, so prefer it over a handle as a parent.
   static constexpr caf::atom_value watchdog_name = caf::atom("ftnodewd");
 
+  /// The names the router and the breaker registry register under in the
+  /// node's actor system, so code running on the node (an entity's
+  /// behaviour) reaches them without a handle; see `node_router` and
+  /// `node_breakers`.
+  static constexpr caf::atom_value router_name = caf::atom("ftrouter");
+  static constexpr caf::atom_value breakers_name = caf::atom("ftbreakers");
+
   /// The node watchdog (invalid while it restarts): register your own
   /// watchdogs with it (`watchdog_options::parent`) or workers (they then
   /// show in `GET /api/watchdog`). It runs under a small node supervisor
@@ -205,6 +212,19 @@ private:
   explicit node(std::unique_ptr<impl> ptr);
   std::unique_ptr<impl> impl_;
 };
+
+/// The router of the node running in `sys` (invalid when `sys` runs no
+/// node): an entity asks another entity by key with
+/// `self->request(node_router(self->system()), timeout, entity_ask_atom_v,
+/// key, msg)`. A message already wrapped by `with_message_id` keeps its id
+/// end to end, so the caller's own idempotency key (e.g. a task id) is what
+/// the target deduplicates, also across the caller's restarts.
+caf::actor node_router(caf::actor_system& sys);
+
+/// The breaker registry of the node running in `sys` (invalid when none):
+/// circuits acquired there show in the node's `/api/circuit-breakers`,
+/// `/health`, `/metrics` and dashboard.
+caf::actor node_breakers(caf::actor_system& sys);
 
 /// `ft-node`'s whole `main`: parses the command line, starts the node,
 /// writes the ready file, runs until SIGINT/SIGTERM and leaves gracefully.

@@ -9,8 +9,9 @@
 #include <caf/expected.hpp>
 #include <caf/timespan.hpp>
 
-#include "ft/checkpoint.hpp"
 #include "ft/alert.hpp"
+#include "ft/breaker_config.hpp"
+#include "ft/checkpoint.hpp"
 #include "ft/failure_detector.hpp"
 #include "ft/placement.hpp"
 #include "ft/watchdog.hpp"
@@ -109,6 +110,12 @@ struct node_config {
   /// Where events at or above a severity are sent (`alerts:` section,
   /// `--alert-command`, `--alert-url`, `--alert-min-severity`).
   alert_config alerts;
+  /// The node's breaker registry (`breakers:` section): `default:` holds
+  /// the fields of `breaker_config` for circuits of scopes not named, every
+  /// other key names a scope (`worker:`, `hardware:`, ...) and holds its
+  /// circuits' fields. Absent: the defaults of `breaker_config`.
+  breaker_config breaker_defaults;
+  std::map<std::string, breaker_config> breaker_scopes;
 
   static fault_tolerance_config default_entity_fault_tolerance();
 
