@@ -76,6 +76,9 @@ void on_signal(int) {
   interrupted = 1;
 }
 
+/// Seconds the demo keeps running after its last scheduled fault.
+constexpr double settle_time = 8;
+
 double since(clock_type::time_point t0) {
   return std::chrono::duration<double>(clock_type::now() - t0).count();
 }
@@ -682,8 +685,14 @@ int run(const options& opts) {
       }
     if (stats.is_object())
       progress(opts, stats, now);
+    // The last fault's recovery (a failover, a node restarting and
+    // rejoining) takes a few seconds: the run ends no sooner.
+    double last_fault = 0;
+    for (auto& p : plan)
+      last_fault = std::max(last_fault, p.at);
     bool faults_done = std::all_of(plan.begin(), plan.end(),
-                                   [](auto& p) { return p.fired; });
+                                   [](auto& p) { return p.fired; })
+                       && (plan.empty() || now >= last_fault + settle_time);
     bool chaos_done = !chaos || now >= opts.chaos_minutes * 60;
     bool nodes_back = c.state() == "up";
     if (stats.is_object() && faults_done && chaos_done && nodes_back
