@@ -221,6 +221,7 @@ public:
     snapshot_writer_options wopts;
     wopts.dir = snap_dir;
     wopts.store.mode = durability::group_commit;
+    wopts.keep_per_key = cfg.fault_tolerance.keep_snapshots;
     wopts.on_commit = [t = sh_->telemetry](const snapshot_commit_info& x) {
       t->on(x);
     };
@@ -401,6 +402,7 @@ public:
                            {"members", st.members},
                            {"entities", st.entities},
                            {"restarts", st.restarts},
+                           {"actors", st.actors},
                            {"failovers", sh_->failovers.load()},
                            {"lease", st.lease},
                            {"uptime_ms", uptime_ms()},
@@ -632,6 +634,7 @@ public:
     auto st = sh_->status;
     st.lease = sh_->lease_valid();
     st.restarts = sh_->restarts.load();
+    st.actors = sys_ ? sys_->registry().running() : 0;
     watchdog_status(st);
     return st;
   }

@@ -12,6 +12,8 @@
 
 #include <chrono>
 #include <new>
+#include <set>
+#include <string>
 #include <utility>
 
 #include <caf/all.hpp>
@@ -26,6 +28,10 @@ namespace {
 /// still pending.
 using flush_atom = caf::atom_constant<caf::atom("ftsnflush")>;
 
+/// `(retain_atom)`: the timer that prunes the keys stored since the last
+/// one down to `keep_per_key`.
+using retain_atom = caf::atom_constant<caf::atom("ftsnretain")>;
+
 class snapshot_writer_actor : public caf::event_based_actor {
 public:
   snapshot_writer_actor(caf::actor_config& cfg, snapshot_store store,
@@ -35,6 +41,8 @@ public:
       group_(opts.store.mode == durability::group_commit),
       window_(opts.group_window),
       max_batch_(opts.max_batch == 0 ? 1 : opts.max_batch),
+      keep_(opts.keep_per_key),
+      prune_interval_(opts.prune_interval),
       on_commit_(std::move(opts.on_commit)) {
     // nop
   }
@@ -60,6 +68,10 @@ public:
       [this](flush_atom, uint64_t batch) {
         if (batch == batch_no_)
           flush();
+      },
+      [this](retain_atom) {
+        retain_armed_ = false;
+        retain();
       },
       [this](snapshot_latest_atom,
              const std::string& key) -> caf::result<snapshot_envelope> {
@@ -199,7 +211,35 @@ private:
     }
   }
 
+  /// Prunes every key stored since the last call to its newest `keep_`
+  /// snapshots, in one transaction. A failure (e.g. a full disk) leaves the
+  /// keys for the next round; the writes themselves are not affected.
+  void retain() {
+    if (dirty_.empty())
+      return;
+    std::vector<std::string> keys(dirty_.begin(), dirty_.end());
+    flush();
+    auto n = store_.prune(keys, keep_);
+    if (!n) {
+      arm_retain();
+      return;
+    }
+    dirty_.clear();
+    stats_.pruned += *n;
+  }
+
+  void arm_retain() {
+    if (retain_armed_)
+      return;
+    retain_armed_ = true;
+    delayed_send(this, prune_interval_, retain_atom::value);
+  }
+
   void note_stored(const snapshot_envelope& x, uint64_t batch_size) {
+    if (keep_ > 0) {
+      dirty_.insert(x.key);
+      arm_retain();
+    }
     ++stats_.writes;
     stats_.payload_bytes += x.payload.size();
     if (batch_size > stats_.largest_batch)
@@ -210,6 +250,11 @@ private:
   const bool group_;
   const caf::timespan window_;
   const size_t max_batch_;
+  /// Snapshots kept per key (0: all) and how often the writer prunes.
+  const size_t keep_;
+  const caf::timespan prune_interval_;
+  std::set<std::string> dirty_;
+  bool retain_armed_ = false;
   std::function<void(const snapshot_commit_info&)> on_commit_;
   std::vector<snapshot_envelope> batch_;
   std::vector<caf::typed_response_promise<uint64_t>> waiting_;

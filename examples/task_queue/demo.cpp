@@ -12,7 +12,8 @@
 //                        resumes elsewhere) and restarted by ft-launch;
 //   --chaos-minutes N    the same workload for N minutes under random
 //                        faults: crash loops, hangs, node kills and pauses,
-//                        snapshot-dir permission flips.
+//                        snapshot-dir permission flips; the cluster's
+//                        actors, RSS and store sizes must level off.
 //
 // It ends with a summary (submitted, completed, lost, applied twice,
 // restarts, breaker trips, failovers, ...) and exits 1 when a task was lost
@@ -501,6 +502,39 @@ long rss_kb(int pid) {
   return 0;
 }
 
+/// What the whole cluster uses at one moment: RSS, running actors (CAF's
+/// count, from /api/status) and the snapshot stores' file sizes.
+struct usage {
+  long rss_kb = 0;
+  long actors = 0;
+  long store_kb = 0;
+  double at = 0;
+};
+
+/// One sample, if every node is up and answered.
+std::optional<usage> sample(api& a, cluster& c, const options& opts,
+                            double now) {
+  usage u;
+  u.at = now;
+  if (c.state() != "up")
+    return std::nullopt;
+  for (auto& n : c.nodes()) {
+    auto st = a.get(n.http_port, "/api/status");
+    auto kb = rss_kb(n.pid);
+    if (!st || kb == 0 || !st->contains("actors"))
+      return std::nullopt;
+    u.rss_kb += kb;
+    u.actors += (*st)["actors"].get<long>();
+    std::error_code ec;
+    auto bytes = fs::file_size(fs::path{opts.run_dir} / "cluster" / n.name
+                                 / "snapshots" / "data.mdb",
+                               ec);
+    if (!ec)
+      u.store_kb += static_cast<long>(bytes / 1024);
+  }
+  return u;
+}
+
 // -- progress ---------------------------------------------------------------------
 
 void progress(const options& opts, const json& stats, double t) {
@@ -582,8 +616,12 @@ int run(const options& opts) {
             {16, "kill coordinator node"}};
   double next_chaos = 5;
   std::string killed;
-  std::map<std::string, long> rss_first;
-  std::map<std::string, long> rss_last;
+  // Chaos: the cluster's usage a third into the run (after warming up)
+  // against the end, to tell a leak from a working set.
+  std::optional<usage> use_mid;
+  std::optional<usage> use_end;
+  double mid_at = std::max(20.0, opts.chaos_minutes * 60 / 3);
+  double last_sample = 0;
   json stats;
   double deadline = chaos ? opts.chaos_minutes * 60 + 90 : opts.timeout;
   bool complete = false;
@@ -674,15 +712,14 @@ int run(const options& opts) {
           say(opts, "ft-demo: fault: " + faults.lines.back().substr(8));
       }
     }
-    for (auto& n : c.nodes())
-      if (n.pid > 0 && n.state == "up") {
-        auto kb = rss_kb(n.pid);
-        if (kb > 0) {
-          if (rss_first.count(n.name) == 0 && now > 10)
-            rss_first[n.name] = kb;
-          rss_last[n.name] = kb;
-        }
+    if (chaos && now >= mid_at && now - last_sample >= 5) {
+      last_sample = now;
+      if (auto u = sample(a, c, opts, now)) {
+        if (!use_mid)
+          use_mid = u;
+        use_end = u;
       }
+    }
     if (stats.is_object())
       progress(opts, stats, now);
     // The last fault's recovery (a failover, a node restarting and
@@ -765,11 +802,34 @@ int run(const options& opts) {
   row("failovers", std::to_string(t.failovers));
   row("node restarts (ft-launch)", std::to_string(t.node_restarts));
   row("all nodes up at the end", all_up ? "yes" : "no");
+  // Chaos: usage must level off. Each figure at the end may exceed its
+  // value a third into the run by half plus a fixed allowance (caches and
+  // LMDB's pages filling up to the retention limit); growth beyond that
+  // over a soak is a leak.
+  std::vector<std::string> leaks;
   if (chaos) {
-    for (auto& [name, first] : rss_first) {
-      auto last = rss_last[name];
-      row("memory " + name, std::to_string(first / 1024) + " MiB -> "
-                              + std::to_string(last / 1024) + " MiB");
+    if (auto u = sample(a, c, opts, elapsed))
+      use_end = u;
+    if (use_mid && use_end && use_end->at > use_mid->at) {
+      auto judge = [&](const char* what, long mid, long end, long allowance,
+                       const char* unit) {
+        bool grew = end > mid + mid / 2 + allowance;
+        row(what, std::to_string(mid) + unit + " at "
+                    + std::to_string(static_cast<int>(use_mid->at)) + " s -> "
+                    + std::to_string(end) + unit + " at the end"
+                    + (grew ? "  <-- GROWING" : " (stable)"));
+        if (grew)
+          leaks.push_back(what);
+      };
+      judge("actors (cluster)", use_mid->actors, use_end->actors, 30, "");
+      judge("memory (cluster RSS)", use_mid->rss_kb / 1024,
+            use_end->rss_kb / 1024, 32, " MiB");
+      judge("snapshot stores", use_mid->store_kb / 1024,
+            use_end->store_kb / 1024, 16, " MiB");
+    } else {
+      row("usage", "not judged: no sample with every node up after "
+                     + std::to_string(static_cast<int>(mid_at)) + " s");
+      leaks.push_back("usage (no samples)");
     }
   }
   char buf[64];
@@ -777,7 +837,7 @@ int run(const options& opts) {
                 since(t_start));
   row("time", buf);
   auto ok = complete && lost == 0 && doubled == 0 && ledger.has_value()
-            && all_up;
+            && all_up && leaks.empty();
   if (opts.strict && opts.faults && !chaos) {
     std::vector<std::string> missing;
     if (t.breaker_trips == 0 || t.half_open == 0 || t.breaker_closed == 0)

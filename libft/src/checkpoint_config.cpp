@@ -74,6 +74,10 @@ caf::error validate(const fault_tolerance_config& x) {
   if (x.dedupe_window > max_dedupe_window)
     return fail("dedupe_window", std::to_string(x.dedupe_window),
                 "must be <= " + std::to_string(max_dedupe_window));
+  if (x.keep_snapshots == 1)
+    return fail("keep_snapshots", "1",
+                "must be 0 (keep all) or >= 2: a restore falls back to the "
+                "snapshot before a poison one");
   if (x.reply_after_checkpoint && x.checkpoint_every != 1)
     return fail("reply_after_checkpoint", "true",
                 "needs checkpoint_every = 1, not "
@@ -129,6 +133,12 @@ caf::error read_fields(const detail::yaml_reader& in,
       return v.error();
     x.dedupe_window = static_cast<size_t>(*v);
   }
+  if (in.has("keep_snapshots")) {
+    auto v = count(in, "keep_snapshots");
+    if (!v)
+      return v.error();
+    x.keep_snapshots = static_cast<size_t>(*v);
+  }
   for (auto [field, dst] :
        {std::pair<const char*, bool*>{"reply_after_checkpoint",
                                       &x.reply_after_checkpoint},
@@ -157,7 +167,7 @@ caf::error detail::read_fault_tolerance(const YAML::Node& section,
   if (auto err = in.check_known(
         {"strategy", "checkpoint_interval", "checkpoint_every",
          "max_recovery_attempts", "checkpoint_dir", "dedupe_window",
-         "reply_after_checkpoint", "checkpoint_on_stop"}))
+         "keep_snapshots", "reply_after_checkpoint", "checkpoint_on_stop"}))
     return err;
   if (auto err = read_fields(in, x))
     return err;

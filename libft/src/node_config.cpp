@@ -118,6 +118,8 @@ fault_tolerance_config node_config::default_entity_fault_tolerance() {
   x.checkpoint_every = 1;
   x.reply_after_checkpoint = true;
   x.checkpoint_on_stop = true;
+  // Every message is a snapshot: without retention the store only grows.
+  x.keep_snapshots = 8;
   return x;
 }
 

@@ -869,26 +869,35 @@ caf::expected<std::vector<snapshot_problem>> snapshot_store::verify() const {
 
 caf::expected<size_t> snapshot_store::prune(const std::string& key,
                                             size_t keep) {
+  return prune(std::vector<std::string>{key}, keep);
+}
+
+caf::expected<size_t>
+snapshot_store::prune(const std::vector<std::string>& keys, size_t keep) {
+  auto what = keys.size() == 1 ? keys.front()
+                               : std::to_string(keys.size()) + " keys";
   if (impl_->opts_.read_only)
-    return impl_->read_only_error("prune", key);
-  if (!valid_key(key, impl_->max_key_))
-    return size_t{0};
+    return impl_->read_only_error("prune", what);
   size_t deleted = 0;
-  std::vector<std::string> keys;
-  auto err = impl_->run_write("prune", key, [&](MDB_txn* txn) {
+  std::vector<std::string> records;
+  auto err = impl_->run_write("prune", what, [&](MDB_txn* txn) {
     deleted = 0;
-    if (auto rc = impl_->keys_of(txn, key, keys); rc != 0)
-      return rc;
-    if (keys.size() <= keep)
-      return rollback;
-    auto n = keys.size() - keep;
-    for (size_t i = 0; i < n; ++i) {
-      MDB_val kv = to_val(keys[i]);
-      if (auto rc = mdb_del(txn, impl_->dbi_, &kv, nullptr); rc != 0)
+    for (auto& key : keys) {
+      if (!valid_key(key, impl_->max_key_))
+        continue;
+      if (auto rc = impl_->keys_of(txn, key, records); rc != 0)
         return rc;
+      if (records.size() <= keep)
+        continue;
+      auto n = records.size() - keep;
+      for (size_t i = 0; i < n; ++i) {
+        MDB_val kv = to_val(records[i]);
+        if (auto rc = mdb_del(txn, impl_->dbi_, &kv, nullptr); rc != 0)
+          return rc;
+      }
+      deleted += n;
     }
-    deleted = n;
-    return 0;
+    return deleted == 0 ? rollback : 0;
   }, true);
   if (err)
     return err;

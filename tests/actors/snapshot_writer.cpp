@@ -53,8 +53,10 @@ struct writer_fixture : fixture {
   temp_dir dir;
 
   caf::actor spawn_writer(durability mode, caf::timespan window = {},
-                          size_t max_batch = 1024) {
+                          size_t max_batch = 1024, size_t keep = 0) {
     snapshot_writer_options opts;
+    opts.keep_per_key = keep;
+    opts.prune_interval = 100ms;
     opts.dir = dir.str();
     opts.store.mode = mode;
     opts.group_window = window;
@@ -201,6 +203,46 @@ TEST_CASE_METHOD(writer_fixture,
   CHECK((*latest)->payload == envelope("acct", 3, "balance=42").payload);
   REQUIRE(*a); // the read committed the batch and answered the writer
   CHECK(**a == 3u);
+}
+
+TEST_CASE_METHOD(writer_fixture,
+                 "keep_per_key prunes the keys written since the last round, "
+                 "once per prune_interval, in one transaction",
+                 "[snapshot_writer]") {
+  auto writer = spawn_writer(durability::group_commit, {}, 1024, 3);
+  for (uint64_t i = 1; i <= 6; ++i)
+    write_async(writer, envelope("a", i));
+  for (uint64_t i = 1; i <= 2; ++i)
+    write_async(writer, envelope("b", i));
+  run();
+  auto count = [&](const std::string& key) {
+    auto xs = ask<std::vector<snapshot_info>>(writer, snapshot_list_atom::value,
+                                              key);
+    REQUIRE(xs);
+    REQUIRE(*xs);
+    return (*xs)->size();
+  };
+  // Nothing is pruned before the interval: writes never wait for it.
+  CHECK(count("a") == 6);
+  auto transactions = stats(writer).transactions;
+  advance(100ms);
+  CHECK(count("a") == 3);
+  CHECK(count("b") == 2);
+  auto st = stats(writer);
+  CHECK(st.pruned == 3);
+  CHECK(st.transactions == transactions); // prunes are not write batches
+  auto latest = ask<snapshot_envelope>(writer, snapshot_latest_atom::value,
+                                       std::string{"a"});
+  REQUIRE(latest);
+  REQUIRE(*latest);
+  CHECK((*latest)->sequence == 6u);
+  // Later writes are pruned in a later round; without writes no timer.
+  write_async(writer, envelope("a", 7));
+  run();
+  CHECK(count("a") == 4);
+  advance(100ms);
+  CHECK(count("a") == 3);
+  CHECK_FALSE(sched->has_pending_timeout());
 }
 
 TEST_CASE_METHOD(writer_fixture, "reads, listing, pruning and removal",

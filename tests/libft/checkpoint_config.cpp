@@ -150,3 +150,14 @@ TEST_CASE("every bad fault_tolerance field is named with its line",
   CHECK_THAT(parse_error("strategy: [\n"), StartsWith("invalid_config: ft.yaml:"));
   CHECK_THAT(parse_error("- a\n- b\n"), Contains("ft.yaml"));
 }
+
+TEST_CASE("keep_snapshots sets the writer's retention: 0 or at least 2",
+          "[checkpoint_config]") {
+  CHECK(parse("strategy: checkpoint\n").keep_snapshots == 0);
+  CHECK(parse("keep_snapshots: 5\n").keep_snapshots == 5);
+  CHECK_THAT(parse_error("strategy: checkpoint\nkeep_snapshots: 1\n"),
+             Contains("ft.yaml:2: keep_snapshots = 1 (must be 0 (keep all) "
+                      "or >= 2"));
+  CHECK_THAT(parse_error("keep_snapshots: -3\n"),
+             Contains("ft.yaml:1: keep_snapshots"));
+}

@@ -139,6 +139,9 @@ TEST_CASE("node config defaults", "[node_config]") {
     CHECK_FALSE(ft::validate(ft));
     CHECK(node_config::default_entity_fault_tolerance().checkpoint_every
           == 1u);
+    // A snapshot per message: entities keep the last 8 per key.
+    CHECK(ft.keep_snapshots == 8u);
+    CHECK(plain.keep_snapshots == 0u);
   }
   SECTION("only the name is missing") {
     auto err = ft::validate(x);

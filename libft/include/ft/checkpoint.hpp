@@ -45,7 +45,7 @@ enum class ft_strategy : uint8_t {
 const char* to_string(ft_strategy x) noexcept;
 
 /// `fault_tolerance: {strategy, checkpoint_interval, checkpoint_every,
-/// max_recovery_attempts, checkpoint_dir, dedupe_window,
+/// max_recovery_attempts, checkpoint_dir, dedupe_window, keep_snapshots,
 /// reply_after_checkpoint, checkpoint_on_stop}`.
 struct fault_tolerance_config {
   ft_strategy strategy = ft_strategy::checkpoint;
@@ -68,6 +68,13 @@ struct fault_tolerance_config {
   /// oldest is forgotten first. 0 turns deduplication off. At most
   /// 1,000,000: the ids travel in every snapshot.
   size_t dedupe_window = 1024;
+
+  /// Snapshots kept per key by the writer (`snapshot_writer_options::
+  /// keep_per_key`, set by whoever spawns it from this field — the node
+  /// does); 0 keeps all. An actor that checkpoints every message otherwise
+  /// grows its store without bound. 0 or >= 2 (validated): a restore falls
+  /// back to the snapshot before a poison one.
+  size_t keep_snapshots = 0;
 
   /// Hold each reply until the snapshot covering its message is committed:
   /// a caller that got an answer knows the effect survives a crash. Needs

@@ -115,6 +115,9 @@ struct node_status {
   size_t members = 0;
   size_t entities = 0;
   uint64_t restarts = 0;
+  /// Actors running in the node's actor system (CAF's registry count): a
+  /// number that keeps growing while the entities stay the same is a leak.
+  size_t actors = 0;
   bool lease = false;
   uint16_t port = 0;
   uint16_t http_port = 0;

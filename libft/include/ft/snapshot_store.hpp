@@ -166,6 +166,11 @@ public:
   /// remains: after deleting all, the key starts over.
   caf::expected<size_t> prune(const std::string& key, size_t keep);
 
+  /// As above for each of `keys`, in one transaction (one sync): what a
+  /// writer that keeps the last K snapshots per key does periodically.
+  caf::expected<size_t> prune(const std::vector<std::string>& keys,
+                              size_t keep);
+
   /// Deletes every snapshot of `key` (`snapshot_not_found` if none).
   caf::expected<size_t> remove(const std::string& key);
 

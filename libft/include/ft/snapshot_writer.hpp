@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -68,13 +69,16 @@ struct snapshot_writer_stats {
   uint64_t largest_batch = 0;
   /// Bytes of payload stored.
   uint64_t payload_bytes = 0;
+  /// Old snapshots deleted by `keep_per_key`.
+  uint64_t pruned = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f,
                                         snapshot_writer_stats& x) {
   return f(caf::meta::type_name("ft.snapshot_writer_stats"), x.writes,
-           x.rejected, x.transactions, x.largest_batch, x.payload_bytes);
+           x.rejected, x.transactions, x.largest_batch, x.payload_bytes,
+           x.pruned);
 }
 
 template <class Inspector>
@@ -122,6 +126,14 @@ struct snapshot_writer_options {
   /// `group_commit`: a batch this large commits at once.
   size_t max_batch = 1024;
 
+  /// Retention: keep the newest `keep_per_key` snapshots of every key the
+  /// writer stores (0: keep all). An actor that checkpoints every message
+  /// otherwise grows its store without bound. The writer prunes the keys it
+  /// stored at most once per `prune_interval`, all in one transaction, so
+  /// writes never wait for it. Keep at least 2: restoring falls back to the
+  /// snapshot before a poison one.
+  size_t keep_per_key = 0;
+  caf::timespan prune_interval = std::chrono::seconds(1);
   /// Called in the writer after each commit (keep it cheap and
   /// thread-safe: it runs on the writer's thread).
   std::function<void(const snapshot_commit_info&)> on_commit;
