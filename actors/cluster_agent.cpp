@@ -881,8 +881,7 @@ private:
           sh_->failovers.fetch_add(1);
           // A node restarted under the same name is a new incarnation.
           auto again = *where == rec.home
-                         ? " (its new incarnation "
-                             + std::to_string(next.home_incarnation) + ")"
+                         ? std::string{" (restarted since: a new incarnation)"}
                          : std::string{};
           note("entity '" + key + "': home '" + rec.home + "' is gone; "
               + "resuming it on '" + *where + "'" + again, "failover", 2, key);

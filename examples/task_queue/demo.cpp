@@ -757,8 +757,12 @@ int run(const options& opts) {
   std::set<std::string> applied;
   size_t doubled = 0;
   if (ledger && ledger->is_object()) {
-    for (auto& id : (*ledger)["ids"])
-      applied.insert(id.get<std::string>());
+    for (auto& r : (*ledger)["applied"])
+      for (auto n = r[0].get<int>(); n <= r[1].get<int>(); ++n) {
+        char id[16];
+        std::snprintf(id, sizeof(id), "t%05d", n);
+        applied.insert(id);
+      }
     doubled = (*ledger)["doubled"].size();
   }
   size_t lost = 0;

@@ -48,6 +48,22 @@ std::optional<int64_t> to_int(const std::string& x) {
   return result;
 }
 
+/// `t00042` -> 42 (task ids are `t` and a number below 100000).
+std::optional<int64_t> task_number(const std::string& id) {
+  if (id.size() < 2 || id[0] != 't')
+    return std::nullopt;
+  auto n = to_int(id.substr(1));
+  if (!n || *n < 0 || *n > 99999)
+    return std::nullopt;
+  return n;
+}
+
+std::string task_id(int64_t n) {
+  char id[16];
+  std::snprintf(id, sizeof(id), "t%05lld", static_cast<long long>(n));
+  return id;
+}
+
 caf::error usage(const std::string& what) {
   return ft::make_error(ft::errc::invalid_argument, "usage: " + what);
 }
@@ -76,17 +92,18 @@ using reported_atom = caf::atom_constant<caf::atom("tqreported")>;
 /// Where finished tasks leave their effect. It does not deduplicate by
 /// itself: the coordinator sends each effect with the task's id as message
 /// id, and libft's dedupe window (stored with this state) is what keeps a
-/// replayed effect from counting twice. `applied` counts every application,
+/// replayed effect from counting twice. `counts` has every application per
+/// task number (one byte each, so the state stays small over long soaks),
 /// so a failure of that guarantee shows as a count above one.
 struct ledger_state {
-  std::map<std::string, uint32_t> applied;
+  std::vector<uint8_t> counts;
   int64_t total = 0;
   uint64_t applications = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ledger_state& x) {
-  return f(caf::meta::type_name("tq.ledger_state"), x.applied, x.total,
+  return f(caf::meta::type_name("tq.ledger_state"), x.counts, x.total,
            x.applications);
 }
 
@@ -96,26 +113,41 @@ caf::behavior ledger_behavior(ft::checkpointed<ledger_state>& ctx) {
            const text_args& args) -> caf::result<std::string> {
       auto& st = ctx.state();
       if (cmd == "apply") {
+        auto n = args.size() == 2 ? task_number(args[0]) : std::nullopt;
         auto value = args.size() == 2 ? to_int(args[1]) : std::nullopt;
-        if (!value)
-          return usage("apply TASK VALUE");
+        if (!n || !value)
+          return usage("apply TASK VALUE (TASK: t and a number < 100000)");
+        if (st.counts.size() <= static_cast<size_t>(*n))
+          st.counts.resize(static_cast<size_t>(*n) + 1, 0);
+        auto& c = st.counts[static_cast<size_t>(*n)];
+        if (c < 255)
+          ++c;
         st.total += *value;
         ++st.applications;
-        return std::to_string(++st.applied[args[0]]);
+        return std::to_string(c);
       }
       if (cmd == "summary") {
+        // Applied task numbers as [first, last] ranges: compact for the
+        // driver's audit however many tasks ran.
         auto doubled = json::array();
-        auto ids = json::array();
-        for (auto& [id, n] : st.applied) {
-          ids.push_back(id);
-          if (n > 1)
-            doubled.push_back(id);
+        auto ranges = json::array();
+        size_t tasks = 0;
+        for (size_t i = 0; i < st.counts.size(); ++i) {
+          if (st.counts[i] == 0)
+            continue;
+          ++tasks;
+          if (st.counts[i] > 1)
+            doubled.push_back(task_id(static_cast<int64_t>(i)));
+          if (!ranges.empty() && ranges.back()[1].get<size_t>() + 1 == i)
+            ranges.back()[1] = i;
+          else
+            ranges.push_back(json::array({i, i}));
         }
-        return json{{"tasks", st.applied.size()},
+        return json{{"tasks", tasks},
                     {"applications", st.applications},
                     {"total", st.total},
                     {"doubled", doubled},
-                    {"ids", ids}}
+                    {"applied", ranges}}
           .dump();
       }
       return ft::make_error(ft::errc::invalid_argument,
@@ -391,17 +423,45 @@ typename Inspector::result_type inspect(Inspector& f, worker_rec& x) {
 struct coordinator_state {
   std::string ledger;
   int64_t task_timeout_ms = 4000;
+  /// Tasks not done yet; a task whose effect is applied leaves this map for
+  /// `done_bits`, so the state holds only the work in flight.
   std::map<std::string, task_rec> tasks;
+  /// One bit per task number: its effect is applied.
+  std::vector<uint64_t> done_bits;
+  uint64_t done_count = 0;
   std::map<std::string, worker_rec> workers;
   /// Tasks taken from one worker and given to another.
   uint64_t reassigned = 0;
   uint64_t failures = 0;
+
+  bool is_done(const std::string& id) const {
+    auto n = task_number(id);
+    if (!n)
+      return false;
+    auto word = static_cast<size_t>(*n / 64);
+    return word < done_bits.size()
+           && (done_bits[word] >> (*n % 64) & 1u) != 0;
+  }
+
+  /// Moves `id` from `tasks` to the done bits.
+  void mark_done(const std::string& id) {
+    tasks.erase(id);
+    auto n = task_number(id);
+    if (!n || is_done(id))
+      return;
+    auto word = static_cast<size_t>(*n / 64);
+    if (done_bits.size() <= word)
+      done_bits.resize(word + 1, 0);
+    done_bits[word] |= uint64_t{1} << (*n % 64);
+    ++done_count;
+  }
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, coordinator_state& x) {
   return f(caf::meta::type_name("tq.coordinator_state"), x.ledger,
-           x.task_timeout_ms, x.tasks, x.workers, x.reassigned, x.failures);
+           x.task_timeout_ms, x.tasks, x.done_bits, x.done_count, x.workers,
+           x.reassigned, x.failures);
 }
 
 /// What one incarnation keeps outside its snapshot: breaker tickets (they
@@ -606,9 +666,8 @@ caf::behavior coordinator_behavior(ft::checkpointed<coordinator_state>& ctx) {
     },
     [=, &ctx](applied_atom, const std::string& id) {
       rt->applying.erase(id);
-      auto t = ctx.state().tasks.find(id);
-      if (t != ctx.state().tasks.end())
-        t->second.status = done;
+      if (ctx.state().tasks.count(id) != 0)
+        ctx.state().mark_done(id);
     },
     [=, &ctx](const std::string& cmd,
               const text_args& args) -> caf::result<std::string> {
@@ -644,8 +703,9 @@ caf::behavior coordinator_behavior(ft::checkpointed<coordinator_state>& ctx) {
                                 "configure a ledger before submitting");
         int64_t added = 0;
         for (auto n = *first; n < *first + *count; ++n) {
-          char id[16];
-          std::snprintf(id, sizeof(id), "t%05lld", static_cast<long long>(n));
+          auto id = task_id(n);
+          if (st.is_done(id))
+            continue; // submitted and done before: a retried submit
           auto [it, fresh] = st.tasks.emplace(id, task_rec{});
           if (!fresh)
             continue; // submitted before: a retried submit adds nothing
@@ -663,9 +723,14 @@ caf::behavior coordinator_behavior(ft::checkpointed<coordinator_state>& ctx) {
           return usage(cmd == "done" ? "done TASK ATTEMPT RESULT WORKER"
                                      : "failed TASK ATTEMPT WORKER REASON");
         auto t = st.tasks.find(args[0]);
-        if (t == st.tasks.end())
-          return ft::make_error(ft::errc::not_found,
-                                "no task '" + args[0] + "'");
+        if (t == st.tasks.end()) {
+          if (!st.is_done(args[0]))
+            return ft::make_error(ft::errc::not_found,
+                                  "no task '" + args[0] + "'");
+          // Done already: a late or repeated report; free its worker.
+          release_worker(cmd == "done" ? args[3] : args[2], args[0]);
+          return std::string{"true"};
+        }
         auto& task = t->second;
         if (cmd == "done") {
           auto result = to_int(args[2]);
@@ -701,10 +766,11 @@ caf::behavior coordinator_behavior(ft::checkpointed<coordinator_state>& ctx) {
         for (auto& [id, t] : st.tasks)
           if (t.status <= done)
             ++counts[t.status];
+        counts[done] += st.done_count;
         auto workers = json::object();
         for (auto& [key, w] : st.workers)
           workers[key] = json{{"hw", w.hw}, {"task", w.task}};
-        json result{{"submitted", st.tasks.size()},
+        json result{{"submitted", st.tasks.size() + st.done_count},
                     {"reassigned", st.reassigned},
                     {"failures", st.failures},
                     {"workers", workers}};
