@@ -491,8 +491,9 @@ TEST_CASE_METHOD(launch_fixture, "ft-launch stops every node on SIGTERM",
   // ft-launch reaps its nodes before it exits: none may be left.
   for (auto pid : pids)
     CHECK_FALSE(ft_test::process_alive(pid));
-  CHECK(cluster()["state"] == "stopped");
-  for (auto& n : cluster()["nodes"])
+  auto doc = cluster(); // a temporary's member would dangle in the loop
+  CHECK(doc["state"] == "stopped");
+  for (auto& n : doc["nodes"])
     CHECK(n["pid"].is_null());
   CHECK_THAT(launch->err(), Contains("SIGTERM: stopping the cluster"));
   // Per the ft-node contract the nodes leave gracefully (exit 0) on
