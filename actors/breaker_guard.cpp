@@ -84,6 +84,10 @@ public:
     pending_.clear();
     for (auto& kvp : pending)
       kvp.second.rp.deliver(caf::make_error(caf::sec::request_receiver_down));
+    // Members live until our last handle goes, not until we terminate:
+    // release the target and the subscribers, which may point back at us.
+    target_ = nullptr;
+    subscribers_.clear();
   }
 
   caf::behavior make_behavior() override {

@@ -47,6 +47,12 @@ public:
     // nop
   }
 
+  /// Members live until our last handle goes, not until we terminate: the
+  /// subscribers may hold handles to us in turn.
+  void on_exit() override {
+    opts_.subscribers.clear();
+  }
+
   caf::behavior make_behavior() override {
     return {
       [this](registry_acquire_atom, const std::string& scope,

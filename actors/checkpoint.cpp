@@ -379,6 +379,12 @@ public:
         rp.deliver(err);
     acks_.clear();
     ctx_->attach(nullptr);
+    // Members live until our last handle goes, not until we terminate: the
+    // user's behaviour factory and hooks may capture handles that point back
+    // at us, so release them with the writer.
+    make_ = nullptr;
+    hooks_ = checkpoint_hooks{};
+    opts_.writer = nullptr;
   }
 
   // -- checkpoint_core --------------------------------------------------------

@@ -63,6 +63,20 @@ public:
     return "ft.cluster_agent";
   }
 
+  /// A class-based actor's members live until its last handle goes, not
+  /// until it terminates: the join promise points back at us and the peers'
+  /// handles at actors that point at us, so keeping them would keep this
+  /// actor, the node's shared state and everything it holds forever.
+  void on_exit() override {
+    sh_.reset();
+    router_ = replicator_ = sup_ = nullptr;
+    peers_.clear();
+    join_rp_ = caf::response_promise{};
+    local_.clear();
+    starting_.clear();
+    waiters_.clear();
+  }
+
   caf::behavior make_behavior() override {
     set_down_handler([this](caf::down_msg& dm) { on_down(dm); });
     // Entity restarts by the supervisor give the entity a new handle.

@@ -55,6 +55,17 @@ public:
     return "ft.entity_router";
   }
 
+  /// Members live until the last handle goes, not until termination: the
+  /// waiting messages' promises point back at us, so release them (and the
+  /// node's shared state) now.
+  void on_exit() override {
+    sh_.reset();
+    agent_ = nullptr;
+    peers_.clear();
+    local_.clear();
+    pending_.clear();
+  }
+
   caf::behavior make_behavior() override {
     return {
       // -- from users on this node --

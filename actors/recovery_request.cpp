@@ -79,6 +79,17 @@ public:
     return "ft.recoverer";
   }
 
+  /// Members live until our last handle goes, not until we terminate: the
+  /// caller's promise points back at us, the workers may too.
+  void on_exit() override {
+    rp_ = caf::response_promise{};
+    primary_ = nullptr;
+    pool_.clear();
+    opts_.worker = nullptr;
+    opts_.pool.clear();
+    opts_.supervisor = nullptr;
+  }
+
   caf::behavior make_behavior() override {
     // The request belongs to the caller: once it is gone, nobody waits for
     // the outcome and further steps would only load the workers.

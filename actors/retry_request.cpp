@@ -124,6 +124,11 @@ public:
   void on_exit() override {
     // Killed or cancelled before `finish`: still give the slot back.
     give_back_slot();
+    // Members live until our last handle goes, not until we terminate: the
+    // caller's promise points back at us.
+    rp_ = caf::response_promise{};
+    dest_ = nullptr;
+    opts_.registry = nullptr;
   }
 
 private:

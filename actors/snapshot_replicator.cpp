@@ -45,6 +45,16 @@ public:
     return "ft.snapshot_replicator";
   }
 
+  /// Members live until the last handle goes, not until termination: the
+  /// open writes' promises point back at us, so release them, the writer
+  /// (its LMDB environment) and the node's shared state now.
+  void on_exit() override {
+    sh_.reset();
+    writer_ = nullptr;
+    peers_.clear();
+    writes_.clear();
+  }
+
   caf::behavior make_behavior() override {
     return {
       // -- the writer's protocol, for local entities --

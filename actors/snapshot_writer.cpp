@@ -55,6 +55,12 @@ public:
   /// work, and the writers waiting for an answer get one.
   void on_exit() override {
     flush();
+    // Close the environment now, not when the last handle to this actor
+    // goes (which may be never, or after a successor tried to open the same
+    // directory: LMDB allows one environment per directory and process).
+    { auto closing = std::move(store_); }
+    on_commit_ = nullptr;
+    dirty_.clear();
   }
 
   caf::behavior make_behavior() override {

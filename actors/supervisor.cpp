@@ -94,6 +94,18 @@ public:
     for (auto& kvp : dynamic_)
       if (kvp.second->handle)
         caf::anon_send_exit(kvp.second->handle, caf::exit_reason::kill);
+    // Members live until our last handle goes, not until we terminate: the
+    // children (whose start functions and buffered requests may point back
+    // at us) and the subscribers would form cycles that keep the whole tree
+    // in memory.
+    children_.clear();
+    dynamic_.clear();
+    dynamic_by_actor_.clear();
+    template_.reset();
+    subscribers_.clear();
+    flags_.subscribers.clear();
+    started_.clear();
+    term_.reset();
   }
 
   caf::behavior make_behavior() override {

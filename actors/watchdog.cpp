@@ -95,6 +95,13 @@ public:
       if (current && current.address() == address())
         reg.erase(name);
     }
+    // Members live until our last handle goes, not until we terminate: the
+    // supervisor and the watched actors hold handles to us in turn.
+    sup_ = nullptr;
+    handles_.clear();
+    by_actor_.clear();
+    subscribers_.clear();
+    opts_.subscribers.clear();
   }
 
   caf::behavior make_behavior() override {

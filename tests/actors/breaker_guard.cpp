@@ -102,6 +102,7 @@ struct guard_fixture : fixture {
   guard_fixture() {
     target = sys->spawn(test_target, st);
     sink = breaker_event_sink(*sys, events);
+    keep_alive.push_back(target);
   }
 
   caf::actor spawn_guard(breaker_config cfg = test_config()) {
@@ -173,6 +174,7 @@ struct guard_fixture : fixture {
     aware = sys->spawn([s](caf::event_based_actor* self) {
       return deadline_aware(self, test_target(self, s));
     });
+    keep_alive.push_back(aware);
     guard_options opts;
     opts.name = "db";
     opts.subscribers.push_back(sink);

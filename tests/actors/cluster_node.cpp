@@ -118,6 +118,9 @@ TEST_CASE("an entity that crashes is restarted with its state and stays "
   // new handle.
   CHECK(n.ask("c1", text("get")) == std::string{"5"});
   CHECK(n.ask("c1", text("add", {"1"})) == std::string{"6"});
+  // The node counts restarts from the supervisor's events, asynchronously.
+  CHECK(ft_test::wait_until([&] { return n.node->status().restarts >= 1; },
+                            5000ms));
   CHECK(n.node->status().restarts == 1);
 }
 

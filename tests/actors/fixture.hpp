@@ -104,6 +104,13 @@ struct fixture {
     run();
     for (int i = 0; i < 100 && sched->trigger_timeouts() > 0; ++i)
       run();
+    // Stop what the test kept alive: a test target that holds its callers'
+    // promises (to answer later, or never) holds itself through them, and
+    // only its termination (which drops its behaviour and with it the
+    // test's log of promises) breaks that cycle.
+    for (auto& x : keep_alive)
+      caf::anon_send_exit(x, caf::exit_reason::kill);
+    run();
     // Actors a test left running (e.g. a live supervisor) must not block the
     // system's destructor.
     keep_alive.clear();

@@ -154,6 +154,16 @@ TEST_CASE("a crashing entity shows in the tree, the events, health and the "
   CHECK(c["restarts"] == 0);
   CHECK(c["last_exit"].is_null());
   CHECK(c["type"] == "worker");
+  // Events reach the node's journal asynchronously: the cursor is taken
+  // once c1's start is in, so only the crash's events come after it.
+  auto seen = [&](uint64_t since, const std::string& kind) {
+    auto x = n.get("/api/events?since=" + std::to_string(since));
+    for (auto& e : x.json["events"])
+      if (e["subject"] == "entities@a1/c1" && e["kind"] == kind)
+        return true;
+    return false;
+  };
+  REQUIRE(ft_test::wait_until([&] { return seen(0, "child_started"); }, 10s));
   auto cursor = n.get("/api/events?since=0").json["next"].get<uint64_t>();
   auto crash = n.post("/api/entities/c1/ask", json{{"message", "crash"}});
   CHECK(crash.status >= 400);
@@ -165,6 +175,10 @@ TEST_CASE("a crashing entity shows in the tree, the events, health and the "
     10s));
   CHECK_THAT(n.child("entities@a1", "c1")["last_exit"].get<std::string>(),
              Contains("runtime_error"));
+  // The tree comes from the supervisor itself, the events through the
+  // node's event sink (asynchronously): wait for the sink to see them.
+  REQUIRE(ft_test::wait_until([&] { return seen(cursor, "child_restarted"); },
+                              10s));
   // Only what came after the cursor, oldest first, and the cursor moves.
   auto ev = n.get("/api/events?since=" + std::to_string(cursor));
   REQUIRE(ev.status == 200);

@@ -549,3 +549,40 @@ TEST_CASE_METHOD(fixture,
   REQUIRE(**reply);
   CHECK(***reply == "w#2");
 }
+
+TEST_CASE_METHOD(fixture,
+                 "a terminated supervisor releases its specs and children "
+                 "while handles to it remain",
+                 "[supervisor][memory]") {
+  // CAF destroys an actor object only when its last handle goes. A child
+  // that holds a handle to its supervisor (as a watchdog does) and the
+  // supervisor's own handle to the child form a cycle: unless the
+  // supervisor drops its members when it terminates, the whole tree stays
+  // in memory forever.
+  auto token = std::make_shared<int>(42);
+  std::weak_ptr<int> weak = token;
+  auto parent = std::make_shared<caf::actor>();
+  child_spec spec = worker(
+    "w",
+    [token, parent](caf::actor_system& sys,
+                    const caf::message&) -> caf::expected<caf::actor> {
+      auto p = *parent;
+      return sys.spawn([p](caf::event_based_actor* self) -> caf::behavior {
+        // Trapped: only the supervisor's kill on termination stops it.
+        self->set_exit_handler([](caf::exit_msg&) {});
+        return {[p](int x) { return x; }};
+      });
+    });
+  token.reset();
+  auto sup = spawn_sup(one_for_one(), {});
+  *parent = sup;
+  REQUIRE(ask<caf::actor>(sup, start_child_atom::value, spec));
+  parent.reset();
+  spec = child_spec{};
+  REQUIRE_FALSE(weak.expired()); // The supervisor holds the spec.
+  caf::anon_send_exit(sup, caf::exit_reason::user_shutdown);
+  run();
+  advance(std::chrono::seconds(10));
+  // `sup` is still held here, as a user's handle would be.
+  CHECK(weak.expired());
+}
