@@ -498,9 +498,18 @@ private:
     if (auto cur = view_.find(who.name); cur != nullptr && cur->alive()
                                          && cur->incarnation
                                               != who.incarnation) {
+      // A newer incarnation at the member's own address is that node
+      // restarted: two processes cannot listen on one port, so the old one
+      // is gone, whatever our failure detector has not noticed yet.
+      bool restarted = who.incarnation > cur->incarnation
+                       && who.host == cur->host && who.port == cur->port;
+      // Liveness of the member in the view, not of the joiner: our greeting
+      // of the restarted process may have tracked the new incarnation.
       auto t = tracks_.find(who.name);
-      bool live = t != tracks_.end() && !t->second.connection_lost
-                  && t->second.seen
+      auto p = peers_.find(who.name);
+      bool live = !restarted && t != tracks_.end() && p != peers_.end()
+                  && p->second.info.incarnation == cur->incarnation
+                  && !t->second.connection_lost && t->second.seen
                   && clock().now() - t->second.last_heartbeat < min_down();
       if (live || cur->incarnation > who.incarnation) {
         note("refused node '" + who.name + "' from " + who.host + ":"

@@ -187,6 +187,29 @@ TEST_CASE("a killed home's entity answers from another node with its last "
   CHECK(result_of(c.ask(asker, "c1", "add", {"5"})) == 60);
 }
 
+TEST_CASE("a node killed and restarted on its own address at once rejoins, "
+          "before the others declared it down",
+          "[cluster]") {
+  test_cluster c{3};
+  c.spawn("counter", "c1", "n3");
+  CHECK(result_of(c.ask(c[0], "c1", "add", {"5"})) == 5);
+  auto& n3 = c.by_name("n3");
+  for (int round = 0; round < 3; ++round) {
+    INFO("round " << round);
+    n3.proc->signal(SIGKILL);
+    n3.proc->wait_for(5s);
+    // Restarted while n1 and n2 still count the old process as a member
+    // (and redial its address): the same name at the same address with a
+    // newer incarnation is that node restarted, not a duplicate.
+    c.start(n3);
+    REQUIRE(c.wait_up(n3, 3));
+    CHECK_THAT(ft_test::read_file(c[0].log),
+               !Catch::Contains("refused node 'n3'"));
+  }
+  // Its entity lived on (failed over, or back on the new incarnation).
+  CHECK(result_of(c.ask(c[0], "c1", "get")) == 5);
+}
+
 TEST_CASE("a node paused shorter than the grace period keeps its entities",
           "[cluster]") {
   test_cluster c{3};

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <csignal>
+#include <cstdio>
 #include <algorithm>
 #include <memory>
 #include <set>
@@ -72,6 +73,14 @@ struct config_fixture {
 struct launch_fixture {
   ft_test::temp_dir dir{"ft-launch"};
   std::unique_ptr<ft_test::child_process> launch;
+
+  /// ft-launch's whole output, to stderr: INFO(output()) shows only what was
+  /// printed when it ran, and ctest shows this only for a failed test.
+  ~launch_fixture() {
+    if (launch)
+      std::fprintf(stderr, "--- ft-launch output at the end ---\n%s\n",
+                   launch->output().c_str());
+  }
 
   fs::path run_dir() const {
     return dir / "run";
