@@ -128,7 +128,16 @@ std::string hmac_hex(const std::string& key, const std::string& data) {
 
 TEST_CASE("a fresh node is healthy, ready and started", "[operator_api]") {
   op_node n;
-  auto r = n.get("/health");
+  // Its lease and first watchdog pulse come with its first ticks, which a
+  // loaded machine may run a little after start() returned.
+  ft_test::http_reply r;
+  CHECK(ft_test::wait_until(
+    [&] {
+      r = n.get("/health");
+      return r.status == 200;
+    },
+    10s));
+  INFO(r.body);
   REQUIRE(r.status == 200);
   CHECK(r.json["node"] == "a1");
   CHECK(r.json["status"] == "healthy");
