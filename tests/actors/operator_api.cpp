@@ -98,9 +98,10 @@ struct op_node {
     REQUIRE(done);
   }
 
-  /// Events of `kind` about `subject` so far.
-  size_t count_events(const std::string& kind, const std::string& subject) {
-    auto r = get("/api/events?since=0");
+  /// Events of `kind` about `subject` after cursor `since` (0: all so far).
+  size_t count_events(const std::string& kind, const std::string& subject,
+                      uint64_t since = 0) {
+    auto r = get("/api/events?since=" + std::to_string(since));
     size_t n = 0;
     for (auto& e : r.json["events"])
       if (e["kind"] == kind && e["subject"] == subject)
@@ -166,11 +167,7 @@ TEST_CASE("a crashing entity shows in the tree, the events, health and the "
   // Events reach the node's journal asynchronously: the cursor is taken
   // once c1's start is in, so only the crash's events come after it.
   auto seen = [&](uint64_t since, const std::string& kind) {
-    auto x = n.get("/api/events?since=" + std::to_string(since));
-    for (auto& e : x.json["events"])
-      if (e["subject"] == "entities@a1/c1" && e["kind"] == kind)
-        return true;
-    return false;
+    return n.count_events(kind, "entities@a1/c1", since) > 0;
   };
   REQUIRE(ft_test::wait_until([&] { return seen(0, "child_started"); }, 10s));
   auto cursor = n.get("/api/events?since=0").json["next"].get<uint64_t>();

@@ -7,9 +7,9 @@
 //   write, vs `mdb_put` of the same stored bytes (the encoded envelope)
 //   under the same LMDB key (the entity key, a NUL, the big-endian
 //   sequence), one transaction per put, with the same environment flags:
-//   the ratio is the store's own cost (encoding, checksum, sequence check). Raw puts of
-//   the bare payload are reported as `raw_bare_payload`. nosync shows that
-//   cost; durable is dominated by fsync.
+//   the ratio is the store's own cost (encoding, checksum, sequence check).
+//   Raw puts of the bare payload are reported as `raw_bare_payload`.
+//   nosync shows that cost; durable is dominated by fsync.
 // - snapshot.group_commit_4k: durable snapshots/s through the writer actor
 //   in group_commit mode, many writers in flight, vs raw LMDB with 1,000
 //   puts of the same stored bytes under the same key layout (256 entity
@@ -167,6 +167,10 @@ double raw_lmdb_rate(const fs::path& dir, const ft::byte_buffer& payload,
 
 // -- store_vs_raw -------------------------------------------------------------
 
+/// The entity key of store_vs_raw: what raw_lmdb_rate names its only key
+/// (`keys` = 1), so both sides store the record under one LMDB key.
+constexpr const char* single_key = "bench/0";
+
 double store_rate(const fs::path& dir, const ft::byte_buffer& payload,
                   ft::durability mode, size_t total) {
   ft::snapshot_store_options opts;
@@ -175,8 +179,7 @@ double store_rate(const fs::path& dir, const ft::byte_buffer& payload,
   auto store = ft::snapshot_store::open(dir.string(), opts);
   if (!store)
     die(ft::render(store.error()));
-  // "bench/0": the key the raw loop uses for the same record (keys = 1).
-  auto x = envelope("bench/0", 0, payload);
+  auto x = envelope(single_key, 0, payload);
   auto t0 = std::chrono::steady_clock::now();
   for (uint64_t seq = 1; seq <= total; ++seq) {
     x.sequence = seq;
@@ -194,7 +197,7 @@ void bench_store_vs_raw(size_t size, ft::durability mode, size_t total) {
   // The baseline stores the same bytes the store stores (the encoded
   // envelope), so the ratio is the store's own cost: encoding, checksum,
   // sequence check. Raw puts of the bare payload are reported alongside.
-  auto encoded = ft::encode_snapshot(envelope("bench/0", 1, payload));
+  auto encoded = ft::encode_snapshot(envelope(single_key, 1, payload));
   if (!encoded)
     die(ft::render(encoded.error()));
   // Keep the best of four rounds each: the disk and the machine are
