@@ -1,6 +1,6 @@
 #pragma once
 
-// Private to ft_core (and its tests): the two implementations behind
+// Private to ft_core (and its tests): the implementations behind
 // `ft::crc32c`, exposed so the tests can check that they agree. All of them
 // take and return a finished CRC (0 to start), like `ft::crc32c`.
 
@@ -21,5 +21,22 @@ bool crc32c_hw_available() noexcept;
 /// for large inputs. Only call it when `crc32c_hw_available()`; on builds
 /// without the fast path it is the portable one.
 uint32_t crc32c_hw(const void* data, size_t size, uint32_t crc) noexcept;
+
+/// Whether this CPU (and OS) has AVX-512 with VPCLMULQDQ, for the folding
+/// path.
+bool crc32c_fold_available() noexcept;
+
+/// CRC-32C by carry-less multiplication, folding 256 bytes per step with
+/// AVX-512 VPCLMULQDQ, the `crc32` instruction for what is left. Only call
+/// it when `crc32c_fold_available()`; on builds without the fast paths it
+/// is the portable one.
+uint32_t crc32c_fold(const void* data, size_t size, uint32_t crc) noexcept;
+
+/// Copies `size` bytes from `src` to `dst` (not overlapping) and returns
+/// their CRC-32C continued from `crc`: one pass over the bytes where the
+/// folding path is available, else `memcpy` then `crc32c`. The encoder uses
+/// it for the payload, the bulk of a snapshot.
+uint32_t crc32c_copy(void* dst, const void* src, size_t size,
+                     uint32_t crc) noexcept;
 
 } // namespace ft::detail

@@ -17,7 +17,7 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #  define FT_CRC32C_HW 1
-#  include <nmmintrin.h>
+#  include <immintrin.h>
 #else
 #  define FT_CRC32C_HW 0
 #endif
@@ -153,12 +153,166 @@ crc32c_hw_raw(const uint8_t* p, size_t size, uint32_t r) noexcept {
   return r;
 }
 
+
+// -- folding path (AVX-512 VPCLMULQDQ) ----------------------------------------
+//
+// A CRC is the message as a polynomial over GF(2), times x^32, modulo P. A
+// 128-bit block A that lies D bits before block B may be replaced by
+// A * x^D mod P, added into B: the message keeps its value modulo P. Split
+// A into its two 64-bit halves, that is two carry-less multiplications by
+// constants (`fold_keys`). Folding four 512-bit registers at once (16
+// independent 128-bit lanes, 256 bytes per step) runs about four times as
+// fast as three `crc32` streams. The one 128-bit remainder left at the end
+// has the message's CRC, which two `crc32` instructions compute.
+
+/// CRC-32C's polynomial, unreflected, with its x^32 term.
+constexpr uint64_t crc32c_poly_full = 0x11EDC6F41u;
+
+/// x^n mod P, bit-reflected in 32 bits and shifted left once: the form
+/// `pclmulqdq` needs on reflected data (the product of two reflected
+/// operands comes out one bit short).
+constexpr uint64_t fold_constant(unsigned n) {
+  uint64_t r = 1;
+  for (unsigned i = 0; i < n; ++i) {
+    r <<= 1;
+    if ((r >> 32) & 1u)
+      r ^= crc32c_poly_full;
+  }
+  uint64_t reflected = 0;
+  for (int bit = 0; bit < 32; ++bit)
+    if ((r >> bit) & 1u)
+      reflected |= uint64_t{1} << (31 - bit);
+  return reflected << 1;
+}
+
+/// The multipliers that move a 128-bit block `bits` further: its low half
+/// (the earlier bytes) by x^(bits+32), its high half by x^(bits-32).
+struct fold_keys {
+  uint64_t lo;
+  uint64_t hi;
+};
+
+constexpr fold_keys keys_for(unsigned bits) {
+  return {fold_constant(bits + 32), fold_constant(bits - 32)};
+}
+
+/// Bytes folded per step of the main loop: four 512-bit registers.
+constexpr size_t fold_step_bytes = 256;
+
+constexpr fold_keys fold_2048 = keys_for(2048); // a step
+constexpr fold_keys fold_512 = keys_for(512);   // a register
+constexpr fold_keys fold_384 = keys_for(384);
+constexpr fold_keys fold_256 = keys_for(256);
+constexpr fold_keys fold_128 = keys_for(128);   // a lane
+
+#define FT_FOLD_TARGET                                                       \
+  __attribute__((target("avx512f,vpclmulqdq,pclmul,sse4.2")))
+
+FT_FOLD_TARGET inline __m512i broadcast(fold_keys k) noexcept {
+  auto lo = static_cast<long long>(k.lo);
+  auto hi = static_cast<long long>(k.hi);
+  return _mm512_set_epi64(hi, lo, hi, lo, hi, lo, hi, lo);
+}
+
+/// `x` moved forward by the keys' distance, plus `next`, in each lane.
+FT_FOLD_TARGET inline __m512i fold(__m512i x, __m512i k,
+                                   __m512i next) noexcept {
+  return _mm512_ternarylogic_epi64(_mm512_clmulepi64_epi128(x, k, 0x00),
+                                   _mm512_clmulepi64_epi128(x, k, 0x11), next,
+                                   0x96); // a ^ b ^ c
+}
+
+FT_FOLD_TARGET inline __m128i fold(__m128i x, fold_keys k,
+                                   __m128i next) noexcept {
+  auto kv = _mm_set_epi64x(static_cast<long long>(k.hi),
+                           static_cast<long long>(k.lo));
+  return _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x, kv, 0x00),
+                                     _mm_clmulepi64_si128(x, kv, 0x11)),
+                       next);
+}
+
+/// 128-bit lane `i` of `x` (the masked form: GCC 12 warns about the
+/// unmasked one's undefined pass-through operand).
+#define FT_LANE(x, i) _mm512_maskz_extracti32x4_epi32(0xF, (x), (i))
+
+/// Loads 64 bytes at `p + off`, storing them at `dst + off` too unless
+/// `dst` is null.
+FT_FOLD_TARGET inline __m512i load_copy(const uint8_t* p, uint8_t* dst,
+                                        size_t off) noexcept {
+  auto x = _mm512_loadu_si512(p + off);
+  if (dst != nullptr)
+    _mm512_storeu_si512(dst + off, x);
+  return x;
+}
+
+FT_FOLD_TARGET inline __m128i load_copy_16(const uint8_t* p,
+                                           uint8_t* dst) noexcept {
+  auto x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  if (dst != nullptr)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), x);
+  return x;
+}
+
+/// The raw-register folding loop; copies the input to `dst` on the way
+/// unless `dst` is null (each byte is read once, by the fold).
+FT_FOLD_TARGET uint32_t crc32c_fold_raw(uint8_t* dst, const uint8_t* p,
+                                        size_t size, uint32_t r) noexcept {
+  if (size >= fold_step_bytes) {
+    // The register enters as the first 4 message bytes XORed with it.
+    auto x0 = _mm512_xor_si512(load_copy(p, dst, 0),
+                               _mm512_set_epi64(0, 0, 0, 0, 0, 0, 0, r));
+    auto x1 = load_copy(p, dst, 64);
+    auto x2 = load_copy(p, dst, 128);
+    auto x3 = load_copy(p, dst, 192);
+    auto advance = [&](size_t n) {
+      p += n;
+      size -= n;
+      if (dst != nullptr)
+        dst += n;
+    };
+    advance(fold_step_bytes);
+    const auto k_step = broadcast(fold_2048);
+    while (size >= fold_step_bytes) {
+      x0 = fold(x0, k_step, load_copy(p, dst, 0));
+      x1 = fold(x1, k_step, load_copy(p, dst, 64));
+      x2 = fold(x2, k_step, load_copy(p, dst, 128));
+      x3 = fold(x3, k_step, load_copy(p, dst, 192));
+      advance(fold_step_bytes);
+    }
+    // Four registers into one, then its four lanes into one.
+    const auto k_reg = broadcast(fold_512);
+    x1 = fold(x0, k_reg, x1);
+    x2 = fold(x1, k_reg, x2);
+    x3 = fold(x2, k_reg, x3);
+    auto a = fold(FT_LANE(x3, 0), fold_384,
+                  FT_LANE(x3, 3));
+    a = fold(FT_LANE(x3, 1), fold_256, a);
+    a = fold(FT_LANE(x3, 2), fold_128, a);
+    while (size >= 16) {
+      a = fold(a, fold_128, load_copy_16(p, dst));
+      advance(16);
+    }
+    // The remainder's CRC from register 0 is the message's.
+    auto lo = static_cast<uint64_t>(_mm_cvtsi128_si64(a));
+    auto hi = static_cast<uint64_t>(_mm_extract_epi64(a, 1));
+    r = static_cast<uint32_t>(_mm_crc32_u64(_mm_crc32_u64(0, lo), hi));
+  }
+  if (dst != nullptr && size > 0)
+    std::memcpy(dst, p, size);
+  return crc32c_hw_raw(p, size, r);
+}
+
+#undef FT_LANE
+#undef FT_FOLD_TARGET
+
 #endif // FT_CRC32C_HW
 
 using crc32c_fn = uint32_t (*)(const void*, size_t, uint32_t) noexcept;
 
 /// The implementation for this CPU, chosen once.
 crc32c_fn select_crc32c() noexcept {
+  if (detail::crc32c_fold_available())
+    return &detail::crc32c_fold;
   return detail::crc32c_hw_available() ? &detail::crc32c_hw
                                        : &detail::crc32c_portable;
 }
@@ -203,6 +357,40 @@ uint32_t crc32c_hw(const void* data, size_t size, uint32_t crc) noexcept {
 #else
   return crc32c_portable(data, size, crc);
 #endif
+}
+
+bool crc32c_fold_available() noexcept {
+#if FT_CRC32C_HW
+  // libgcc also checks that the OS saves the AVX-512 registers.
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("avx512f")
+         && __builtin_cpu_supports("pclmul")
+         && __builtin_cpu_supports("vpclmulqdq");
+#else
+  return false;
+#endif
+}
+
+uint32_t crc32c_fold(const void* data, size_t size, uint32_t crc) noexcept {
+#if FT_CRC32C_HW
+  return ~crc32c_fold_raw(nullptr, static_cast<const uint8_t*>(data), size,
+                          ~crc);
+#else
+  return crc32c_portable(data, size, crc);
+#endif
+}
+
+uint32_t crc32c_copy(void* dst, const void* src, size_t size,
+                     uint32_t crc) noexcept {
+#if FT_CRC32C_HW
+  static const bool fold = crc32c_fold_available();
+  if (fold)
+    return ~crc32c_fold_raw(static_cast<uint8_t*>(dst),
+                            static_cast<const uint8_t*>(src), size, ~crc);
+#endif
+  if (size > 0)
+    std::memcpy(dst, src, size);
+  return crc32c(dst, size, crc);
 }
 
 } // namespace detail
@@ -264,6 +452,20 @@ private:
   uint8_t buf_[256];
 };
 
+/// The checksum up to the payload's bytes (see `snapshot_checksum`): the
+/// encoder continues it over the payload as it copies the payload in.
+uint32_t header_checksum(const snapshot_envelope& x) noexcept {
+  checksum_writer w;
+  w.bytes(x.key.data(), x.key.size());
+  w.bytes(x.actor_type.data(), x.actor_type.size());
+  w.u32(x.schema_version);
+  w.u64(x.sequence);
+  w.u64(static_cast<uint64_t>(x.timestamp_ms));
+  w.bytes(x.node_id.data(), x.node_id.size());
+  w.u64(x.payload.size());
+  return w.result();
+}
+
 } // namespace
 
 // The checksum is an on-disk format: changing it makes every stored snapshot
@@ -282,15 +484,7 @@ private:
 // Cap'n Proto encoding, so it stays the same when the schema gains fields
 // (which are then not covered) and can be recomputed by any tool.
 uint32_t snapshot_checksum(const snapshot_envelope& x) noexcept {
-  checksum_writer w;
-  w.bytes(x.key.data(), x.key.size());
-  w.bytes(x.actor_type.data(), x.actor_type.size());
-  w.u32(x.schema_version);
-  w.u64(x.sequence);
-  w.u64(static_cast<uint64_t>(x.timestamp_ms));
-  w.bytes(x.node_id.data(), x.node_id.size());
-  w.bytes(x.payload.data(), x.payload.size());
-  return w.result();
+  return crc32c(x.payload.data(), x.payload.size(), header_checksum(x));
 }
 
 // -- codec --------------------------------------------------------------------
@@ -408,8 +602,10 @@ caf::error check_size(const char* field, size_t size, size_t limit) {
                       + std::to_string(limit) + " bytes");
 }
 
-void fill(schema::SnapshotEnvelope::Builder root, const snapshot_envelope& x,
-          uint32_t checksum) {
+/// Sets every field of `root` from `x`, the checksum last: the payload's
+/// bytes are checksummed as they are copied in, so a large snapshot is read
+/// once, not twice.
+void fill(schema::SnapshotEnvelope::Builder root, const snapshot_envelope& x) {
   root.setKey(as_text(x.key));
   if (!x.actor_type.empty())
     root.setActorType(as_text(x.actor_type));
@@ -418,9 +614,14 @@ void fill(schema::SnapshotEnvelope::Builder root, const snapshot_envelope& x,
   root.setTimestampMs(x.timestamp_ms);
   if (!x.node_id.empty())
     root.setNodeId(as_text(x.node_id));
+  auto checksum = header_checksum(x);
+  if (!x.payload.empty()) {
+    // A fresh segment is zeroed: `initPayload` only allocates.
+    auto out = root.initPayload(static_cast<unsigned>(x.payload.size()));
+    checksum = detail::crc32c_copy(out.begin(), x.payload.data(),
+                                   x.payload.size(), checksum);
+  }
   root.setChecksum(checksum);
-  if (!x.payload.empty())
-    root.setPayload(capnp::Data::Reader{x.payload.data(), x.payload.size()});
 }
 
 } // namespace
@@ -458,7 +659,7 @@ size_t build_in_place(const snapshot_envelope& x, uint8_t* out, size_t words,
     reinterpret_cast<capnp::word*>(out + segment_table_bytes), words};
   buffer_message_builder msg{first};
   auto root = msg.initRoot<schema::SnapshotEnvelope>();
-  fill(root, x, snapshot_checksum(x));
+  fill(root, x);
   if (payload_at != nullptr)
     *payload_at = root.asReader().getPayload().begin();
   if (msg.in_first_segment()) {

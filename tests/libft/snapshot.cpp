@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 #include <string>
@@ -203,6 +204,46 @@ TEST_CASE("crc32c: the SSE 4.2 and portable paths agree", "[snapshot]") {
       auto portable = ft::detail::crc32c_portable(p, n, seed);
       REQUIRE(hw == portable);
       REQUIRE(ft::crc32c(p, n, seed) == portable);
+    }
+}
+
+TEST_CASE("crc32c: the folding path and crc32c_copy agree with the portable "
+          "one",
+          "[snapshot]") {
+  std::mt19937_64 rng{11};
+  // The folding path takes 256-byte steps, then 16-byte blocks, then the
+  // crc32 instruction: cover lengths around each of those boundaries.
+  std::vector<size_t> lengths;
+  for (size_t n = 0; n <= 40; ++n)
+    lengths.push_back(n);
+  for (size_t step : {256, 512, 768, 4096, 65536})
+    for (size_t d = 0; d <= 33; ++d) {
+      lengths.push_back(step + d);
+      lengths.push_back(step - d);
+    }
+  for (int i = 0; i < 200; ++i)
+    lengths.push_back(static_cast<size_t>(rng() % 20000));
+  auto data = random_bytes(rng, 70000);
+  auto fold = ft::detail::crc32c_fold_available();
+  if (!fold)
+    WARN("this CPU has no AVX-512 VPCLMULQDQ: crc32c_copy is tested on its "
+         "memcpy path only");
+  for (auto n : lengths)
+    for (size_t offset = 0; offset < 16; offset += 3) {
+      CAPTURE(n, offset);
+      auto seed = static_cast<uint32_t>(rng());
+      auto p = data.data() + offset;
+      auto portable = ft::detail::crc32c_portable(p, n, seed);
+      if (fold)
+        REQUIRE(ft::detail::crc32c_fold(p, n, seed) == portable);
+      // The copy lands at another alignment and touches nothing past it.
+      byte_buffer out(n + 32, 0xA5);
+      auto dst = out.data() + 8 + offset % 5;
+      REQUIRE(ft::detail::crc32c_copy(dst, p, n, seed) == portable);
+      REQUIRE(std::memcmp(dst, p, n) == 0);
+      auto untouched = [](uint8_t b) { return b == 0xA5; };
+      REQUIRE(std::all_of(out.data(), dst, untouched));
+      REQUIRE(std::all_of(dst + n, out.data() + out.size(), untouched));
     }
 }
 
