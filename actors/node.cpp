@@ -242,7 +242,7 @@ public:
       return std::move(sup.error());
     sup_ = *sup;
     auto sh = sh_;
-    counter_ = sys.spawn([sh](caf::event_based_actor* self) -> caf::behavior {
+    counter_ = sys.spawn([sh](caf::event_based_actor*) -> caf::behavior {
       return {
         [sh](supervisor_event& ev) {
           if (ev.kind == event_kind::child_restarted)
@@ -830,6 +830,9 @@ int node_main(int argc, char** argv, entity_types types,
     std::fputs(cl->help_text.c_str(), stdout);
     return 0;
   }
+  // Before the actor system starts: the snapshot writer's group commits
+  // need the heap to keep what each transaction frees (see the function).
+  set_heap_headroom(default_heap_headroom);
   // Signals are taken by sigwait below, so every thread must block them
   // (threads inherit the mask): block before the actor system starts.
   sigset_t sigs;

@@ -10,13 +10,19 @@
 
 #include "ft/snapshot_writer.hpp"
 
+#include <algorithm>
 #include <chrono>
+#include <climits>
 #include <new>
 #include <set>
 #include <string>
 #include <utility>
 
 #include <caf/all.hpp>
+
+#if defined(__GLIBC__)
+#  include <malloc.h>
+#endif
 
 #include "ft/error.hpp"
 
@@ -276,6 +282,16 @@ caf::expected<caf::actor> spawn_snapshot_writer(caf::actor_system& sys,
   if (!store)
     return std::move(store.error());
   return sys.spawn<snapshot_writer_actor>(std::move(*store), std::move(opts));
+}
+
+bool set_heap_headroom(size_t bytes) noexcept {
+#if defined(__GLIBC__)
+  auto pad = static_cast<int>(std::min(bytes, size_t{INT_MAX}));
+  return mallopt(M_TOP_PAD, pad) == 1;
+#else
+  static_cast<void>(bytes);
+  return false;
+#endif
 }
 
 } // namespace ft

@@ -15,7 +15,8 @@
 //   puts of the same stored bytes under the same key layout (256 entity
 //   keys round robin) per durable transaction. The writer
 //   and the raw loop each get a warm-up pass first (half as many writes,
-//   other keys), so both are measured in a steady state.
+//   other keys), so both are measured in a steady state, and the process
+//   keeps a node's heap headroom (`ft::set_heap_headroom`).
 // - snapshot.restore_4k_p99: the restore path of an actor — read
 //   transaction, latest(key), checksum and envelope decode, state decode —
 //   p99 in microseconds. The environment is opened once per process (LMDB's
@@ -449,6 +450,10 @@ void bench_restore() {
 
 int main(int argc, char** argv) {
   ft::bench::start_watchdog(std::chrono::seconds(600), "snapshot");
+  // As in a node (`node_main` does the same), for the raw loops and the
+  // store alike: the process runs under the same allocator settings.
+  if (!ft::set_heap_headroom(ft::default_heap_headroom))
+    progress("no heap headroom setting in this C library: glibc defaults");
   std::string only = argc > 1 ? argv[1] : "";
   auto want = [&](const char* name) { return only.empty() || only == name; };
   if (want("store_vs_raw")) {

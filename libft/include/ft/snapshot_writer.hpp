@@ -147,4 +147,24 @@ struct snapshot_writer_options {
 caf::expected<caf::actor> spawn_snapshot_writer(caf::actor_system& sys,
                                                 snapshot_writer_options opts);
 
+// -- process tuning -----------------------------------------------------------
+
+/// What `node_main` passes to `set_heap_headroom`: room for the dirty pages
+/// of a few thousand 4 KiB snapshots.
+constexpr size_t default_heap_headroom = size_t{32} << 20;
+
+/// Keeps up to `bytes` of freed memory at the top of the C library's heaps
+/// instead of returning it to the kernel at once (glibc's `M_TOP_PAD`).
+/// Why: LMDB allocates a write transaction's dirty pages with `malloc` and
+/// frees them at commit, so a group commit of a few thousand snapshots
+/// allocates and frees tens of megabytes per transaction. With glibc's
+/// default (128 KiB) each commit hands that memory back and the next one
+/// faults it in again: a fifth of the writer's throughput in
+/// `ft-bench-snapshot group_commit_4k`, and most of its run-to-run spread.
+/// The cost is up to `bytes` more resident memory per heap. Process-wide
+/// (it also fixes glibc's mmap threshold at its 128 KiB default), so a
+/// program calls it once from `main`; `node_main` does. Returns false
+/// where the C library has no such setting.
+bool set_heap_headroom(size_t bytes) noexcept;
+
 } // namespace ft
