@@ -25,6 +25,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -321,6 +322,67 @@ private:
 
 // -- the actor ----------------------------------------------------------------
 
+/// The dedupe window: the ids of the last `capacity` applied messages,
+/// oldest first, with an index. Every routed message passes through it, so
+/// it recycles: a new id takes over the oldest one's string (whose storage
+/// it reuses) and index node, where a plain deque and set of strings cost
+/// three allocations and three frees per message.
+class id_window {
+public:
+  bool contains(const std::string& id) const {
+    return index_.count(std::string_view{id}) != 0;
+  }
+
+  /// Adds `id` unless present, dropping the oldest beyond `capacity`.
+  void add(const std::string& id, size_t capacity) {
+    if (capacity == 0 || contains(id))
+      return;
+    while (ids_.size() > capacity) // the capacity shrank
+      drop_oldest();
+    if (ids_.size() < capacity) {
+      ids_.push_back(id);
+      index_.insert(std::string_view{ids_.back()});
+      return;
+    }
+    // Full: recycle the oldest. A deque keeps its elements in place as it
+    // grows and shrinks at the ends, so the views into them stay valid.
+    auto node = index_.extract(std::string_view{ids_.front()});
+    auto recycled = std::move(ids_.front());
+    ids_.pop_front();
+    recycled.assign(id);
+    ids_.push_back(std::move(recycled));
+    std::string_view view{ids_.back()};
+    if (node.empty()) {
+      index_.insert(view);
+    } else {
+      node.value() = view;
+      index_.insert(std::move(node));
+    }
+  }
+
+  void clear() {
+    index_.clear();
+    ids_.clear();
+  }
+
+  auto begin() const {
+    return ids_.begin();
+  }
+
+  auto end() const {
+    return ids_.end();
+  }
+
+private:
+  void drop_oldest() {
+    index_.erase(std::string_view{ids_.front()});
+    ids_.pop_front();
+  }
+
+  std::deque<std::string> ids_;
+  std::unordered_set<std::string_view> index_;
+};
+
 class checkpoint_actor final : public caf::event_based_actor,
                                public detail::checkpoint_core {
 public:
@@ -540,7 +602,6 @@ private:
   void reset_state() {
     hooks_.reset();
     ids_.clear();
-    id_set_.clear();
     handled_ = 0;
   }
 
@@ -635,15 +696,21 @@ private:
   caf::match_case::result on_with_id(caf::detail::invoke_result_visitor& f,
                                      caf::type_erased_tuple& xs,
                                      caf::behavior& bhvr) {
-    auto id = xs.get_as<std::string>(1);
-    if (opts_.config.dedupe_window > 0 && id_set_.count(id) > 0) {
+    const auto& id = xs.get_as<std::string>(1);
+    if (opts_.config.dedupe_window > 0 && ids_.contains(id)) {
       answer_duplicate(f, id);
       return caf::match_case::match;
     }
-    auto inner = xs.get_as<caf::message>(2);
-    return run_handler(f, &id, [&](caf::detail::invoke_result_visitor& v) {
+    // Taken out of the envelope, not shared with it: the handler then runs
+    // on the message itself, where a shared one would be copied first.
+    auto inner = xs.move_if_unshared<caf::message>(2);
+    auto res = run_handler(f, &id, [&](caf::detail::invoke_result_visitor& v) {
       return bhvr(v, inner);
     });
+    // Not handled (e.g. skipped for later): the envelope stays whole.
+    if (res != caf::match_case::match && !xs.shared())
+      xs.get_mutable_as<caf::message>(2) = std::move(inner);
+    return res;
   }
 
   /// A duplicate is answered `duplicate_message`; with
@@ -757,14 +824,7 @@ private:
   // -- dedupe window ----------------------------------------------------------
 
   void remember(const std::string& id) {
-    auto window = opts_.config.dedupe_window;
-    if (window == 0 || !id_set_.insert(id).second)
-      return;
-    ids_.push_back(id);
-    while (ids_.size() > window) {
-      id_set_.erase(ids_.front());
-      ids_.pop_front();
-    }
+    ids_.add(id, opts_.config.dedupe_window);
   }
 
   // -- writing ----------------------------------------------------------------
@@ -935,9 +995,8 @@ private:
   /// Whether the state may differ from the last snapshot sent.
   bool dirty_ = false;
   bool timer_armed_ = false;
-  /// The dedupe window, oldest first, and its index.
-  std::deque<std::string> ids_;
-  std::unordered_set<std::string> id_set_;
+  /// The dedupe window.
+  id_window ids_;
   /// Snapshots sent and not yet answered by the writer.
   std::set<uint64_t> in_flight_;
   /// `checkpoint_now_atom` requests by the sequence they wait for.

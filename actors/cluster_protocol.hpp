@@ -109,9 +109,13 @@ using start_entity_atom = caf::atom_constant<caf::atom("ftenstart")>;
 /// gracefully; answers once its last snapshot is committed and replicated.
 using stop_entity_atom = caf::atom_constant<caf::atom("ftenstop")>;
 
-/// `(route_atom, std::string key, caf::message) -> reply`: a router hands a
-/// message to the router of the entity's home; `entity_unavailable` when
-/// the entity is not active there (or the node lost its lease).
+/// `(route_atom, std::string key, std::string message_id, caf::message)
+/// -> reply`: a router hands a message to the router of the entity's home,
+/// which wraps it with its id (`with_message_id`) for the entity; the id
+/// travels beside the message, not in a nested one, because each level of
+/// nesting costs a (de)serialisation of type names and a few allocations.
+/// `entity_unavailable` when the entity is not active there (or the node
+/// lost its lease).
 using route_atom = caf::atom_constant<caf::atom("ftroute")>;
 
 // -- replication --------------------------------------------------------------

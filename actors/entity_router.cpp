@@ -90,12 +90,12 @@ public:
         return delegate(agent_, a, std::move(key), std::move(to));
       },
       // -- from other routers --
-      [this](route_atom, std::string& key,
+      [this](route_atom, std::string& key, std::string& id,
              caf::message& msg) -> caf::result<caf::message> {
         if (!local_sender() && !from_peer())
           return make_error(errc::auth_failed,
                             "not a member of this cluster");
-        return on_route(key, std::move(msg));
+        return on_route(key, std::move(id), std::move(msg));
       },
       // -- from the agent --
       [this](caf::actor& agent) {
@@ -176,6 +176,8 @@ private:
 
   struct pending {
     std::string key;
+    /// The message's id (see `with_message_id`) and the message itself.
+    std::string id;
     caf::message msg;
     caf::response_promise rp;
     caf::actor_clock::time_point deadline;
@@ -199,12 +201,17 @@ private:
     // A message the caller wrapped keeps the caller's id (its idempotency
     // key, stable across the caller's restarts). Others get one unique per
     // incarnation of this router: name, start time and a counter.
-    if (msg.match_elements<message_id_atom, std::string, caf::message>())
+    if (msg.match_elements<message_id_atom, std::string, caf::message>()) {
+      p.id = msg.get_as<std::string>(1);
+      p.msg = msg.get_as<caf::message>(2);
+    } else {
+      if (id_prefix_.empty())
+        id_prefix_ = sh_->name + "/" + std::to_string(start_ns_) + "/";
+      p.id.reserve(id_prefix_.size() + 20);
+      p.id = id_prefix_;
+      p.id += std::to_string(id);
       p.msg = std::move(msg);
-    else
-      p.msg = with_message_id(sh_->name + "/" + std::to_string(start_ns_)
-                                + "/" + std::to_string(id),
-                              std::move(msg));
+    }
     p.rp = make_response_promise();
     p.created = clock().now();
     p.deadline = p.created + ask_timeout;
@@ -274,9 +281,10 @@ private:
     // attempts instead.
     p.attempt_deadline = std::min(now + attempt_timeout, p.deadline);
     schedule_sweep();
-    auto rh = local ? request(target, caf::infinite, p.msg)
+    auto rh = local ? request(target, caf::infinite, message_id_atom::value,
+                              p.id, p.msg)
                     : request(target, caf::infinite, route_atom::value, p.key,
-                              p.msg);
+                              p.id, p.msg);
     on_any_response(this, rh.id(), [this, id, attempt](caf::message reply) {
       on_reply(id, attempt, reply);
     });
@@ -369,7 +377,7 @@ private:
 
   // -- delivering for other routers ---------------------------------------------
 
-  caf::result<caf::message> on_route(const std::string& key,
+  caf::result<caf::message> on_route(const std::string& key, std::string id,
                                      caf::message msg) {
     auto rec = dir_.find(key);
     auto l = local_.find(key);
@@ -384,7 +392,8 @@ private:
                         sh_->name + " lost its lease (no quorum answered)");
     // Handed on with the asking router as sender: the entity answers it
     // directly, one hop less than relaying the reply.
-    return delegate(l->second, std::move(msg));
+    return delegate(l->second, message_id_atom::value, std::move(id),
+                    std::move(msg));
   }
 
   // -- state --------------------------------------------------------------------
@@ -398,6 +407,8 @@ private:
   std::map<uint64_t, pending> pending_;
   uint64_t next_id_ = 0;
   int64_t start_ns_ = steady_ns();
+  /// `name/start/`, the start of the ids this router gives messages.
+  std::string id_prefix_;
   bool retry_scheduled_ = false;
   bool sweep_scheduled_ = false;
 };

@@ -807,6 +807,38 @@ TEST_CASE_METHOD(ckpt_fixture, "the dedupe window keeps the newest ids",
 }
 
 TEST_CASE_METHOD(ckpt_fixture,
+                 "the dedupe window recycles long and short ids alike",
+                 "[checkpoint]") {
+  // The window reuses the oldest id's storage for the next: ids longer
+  // than a string's inline buffer and short ones, mixed, many times round.
+  auto opts = options();
+  opts.config.checkpoint_every = 1;
+  opts.config.dedupe_window = 3;
+  auto a = spawn_counter(opts);
+  auto id_of = [](int n) {
+    auto id = std::to_string(n);
+    return n % 2 == 0 ? id : "a-long-message-id-past-the-inline-buffer/" + id;
+  };
+  auto msg = [&](int n) {
+    return with_message_id(id_of(n), caf::make_message(add_atom::value,
+                                                       int32_t{1}));
+  };
+  for (int n = 0; n < 20; ++n)
+    REQUIRE(value_of<int32_t>(a, msg(n)) == n + 1);
+  for (int n = 17; n < 20; ++n) {
+    CAPTURE(n);
+    CHECK(is(error_of(a, msg(n)), errc::duplicate_message));
+  }
+  // 16 left the window: applied again, and 17 leaves in its turn.
+  CHECK(value_of<int32_t>(a, msg(16)) == 21);
+  CHECK(value_of<int32_t>(a, msg(17)) == 22);
+  detail::checkpoint_payload p;
+  CHECK(latest_state(&p).value == 22);
+  CHECK(p.applied_ids
+        == std::vector<std::string>{id_of(19), id_of(16), id_of(17)});
+}
+
+TEST_CASE_METHOD(ckpt_fixture,
                  "reply_after_checkpoint answers only after the commit",
                  "[checkpoint]") {
   spawn_writer(durability::group_commit, 10ms);
