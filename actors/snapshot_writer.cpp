@@ -286,6 +286,8 @@ caf::expected<caf::actor> spawn_snapshot_writer(caf::actor_system& sys,
 
 bool set_heap_headroom(size_t bytes) noexcept {
 #if defined(__GLIBC__)
+  // Also false when glibc's malloc is replaced: a sanitizer's `mallopt`
+  // accepts nothing.
   auto pad = static_cast<int>(std::min(bytes, size_t{INT_MAX}));
   return mallopt(M_TOP_PAD, pad) == 1;
 #else
