@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <initializer_list>
 #include <random>
 #include <string>
 #include <vector>
@@ -37,6 +38,24 @@ byte_buffer random_bytes(std::mt19937_64& rng, size_t n) {
   for (auto& b : result)
     b = static_cast<uint8_t>(rng());
   return result;
+}
+
+/// Lengths around a CRC path's boundaries: 0 to `small`, each of `marks`
+/// give or take up to `spread`, and 200 random ones below 20,000.
+std::vector<size_t> crc_lengths(std::mt19937_64& rng, size_t small,
+                                std::initializer_list<size_t> marks,
+                                size_t spread) {
+  std::vector<size_t> lengths;
+  for (size_t n = 0; n <= small; ++n)
+    lengths.push_back(n);
+  for (size_t mark : marks)
+    for (size_t d = 0; d <= spread; ++d) {
+      lengths.push_back(mark + d);
+      lengths.push_back(mark - d);
+    }
+  for (int i = 0; i < 200; ++i)
+    lengths.push_back(static_cast<size_t>(rng() % 20000));
+  return lengths;
 }
 
 snapshot_envelope sample(byte_buffer payload = {1, 2, 3, 4, 5}) {
@@ -184,16 +203,7 @@ TEST_CASE("crc32c: the SSE 4.2 and portable paths agree", "[snapshot]") {
   std::mt19937_64 rng{7};
   // 3 x 512-byte streams make one interleaved block: cover lengths around
   // block and word boundaries, at every alignment.
-  std::vector<size_t> lengths;
-  for (size_t n = 0; n <= 80; ++n)
-    lengths.push_back(n);
-  for (size_t block : {1536, 3072, 4608, 65536})
-    for (size_t d = 0; d <= 17; ++d) {
-      lengths.push_back(block + d);
-      lengths.push_back(block - d);
-    }
-  for (int i = 0; i < 200; ++i)
-    lengths.push_back(static_cast<size_t>(rng() % 20000));
+  auto lengths = crc_lengths(rng, 80, {1536, 3072, 4608, 65536}, 17);
   auto data = random_bytes(rng, 70000);
   for (auto n : lengths)
     for (size_t offset = 0; offset < 16; ++offset) {
@@ -213,16 +223,7 @@ TEST_CASE("crc32c: the folding path and crc32c_copy agree with the portable "
   std::mt19937_64 rng{11};
   // The folding path takes 256-byte steps, then 16-byte blocks, then the
   // crc32 instruction: cover lengths around each of those boundaries.
-  std::vector<size_t> lengths;
-  for (size_t n = 0; n <= 40; ++n)
-    lengths.push_back(n);
-  for (size_t step : {256, 512, 768, 4096, 65536})
-    for (size_t d = 0; d <= 33; ++d) {
-      lengths.push_back(step + d);
-      lengths.push_back(step - d);
-    }
-  for (int i = 0; i < 200; ++i)
-    lengths.push_back(static_cast<size_t>(rng() % 20000));
+  auto lengths = crc_lengths(rng, 40, {256, 512, 768, 4096, 65536}, 33);
   auto data = random_bytes(rng, 70000);
   auto fold = ft::detail::crc32c_fold_available();
   if (!fold)
